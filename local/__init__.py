@@ -1,0 +1,1 @@
+"""Corpus-specific preparation (Kaldi's ``local/``), one sub-package per corpus."""
