@@ -239,6 +239,21 @@ class NgramLM:
         logger.info("wrote %s (%s)", path, self)
 
 
+def _checked_lines(f, path: Path):
+    """``enumerate(f, 1)`` that turns a decoding error into an :class:`InputError`."""
+    lineno = 0
+    it = iter(f)
+    while True:
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as e:
+            raise InputError(path, f"not UTF-8 text after line {lineno}: {e}", fix="convert the file to UTF-8") from None
+        lineno += 1
+        yield lineno, line
+
+
 def _fmt(x: float) -> str:
     return f"{x:.10g}"
 
@@ -422,7 +437,8 @@ def read_arpa(path: str | Path) -> NgramLM:
     except OSError as e:
         raise InputError(path, f"cannot read ARPA file: {e.strerror or e}") from e
     with f:
-        for lineno, raw in enumerate(f, 1):
+        lines = _checked_lines(f, path)
+        for lineno, raw in lines:
             line = raw.strip()
             if state == "start":
                 if line == "\\data\\":
@@ -509,6 +525,8 @@ def read_vocab(path: str | Path) -> list[str]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise InputError(path, f"cannot read vocab file: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"not UTF-8 text: {e}", fix="convert the file to UTF-8") from None
     for line in text.splitlines():
         fields = line.split()
         if not fields:
@@ -542,7 +560,7 @@ def train_lm_from_text(
         raise InputError(text_path, f"cannot read training text: {e.strerror or e}") from e
     sentences: list[list[str]] = []
     with f:
-        for lineno, line in enumerate(f, 1):
+        for lineno, line in _checked_lines(f, text_path):
             words = line.split()
             if not words:
                 continue

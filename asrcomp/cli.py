@@ -1,0 +1,168 @@
+"""The ``asrcomp`` command: one subcommand per recipe job, called by ``steps/*.sh``.
+
+Every subcommand echoes its command line to the log first (as Kaldi scripts do)
+and, with ``--log FILE``, also logs to that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from asrcomp.utils import InputError, setup_logging
+
+log = logging.getLogger("asrcomp")
+
+
+def _cmd_make_fbank(a):
+    from asrcomp.features import FbankConfig, make_fbank
+    import yaml
+
+    opts = yaml.safe_load(Path(a.conf).read_text()) if a.conf else {}
+    opts = (opts or {}).get("fbank", opts or {})
+    if a.cmvn:
+        opts["cmvn"] = a.cmvn
+    make_fbank(a.data_dir, a.feat_dir, FbankConfig.from_dict(opts), nj=a.nj)
+
+
+def _cmd_prepare_lang(a):
+    from asrcomp.lang import prepare_lang
+
+    words = []
+    for p in a.word_source:
+        words.extend(_words_of(Path(p)))
+    prepare_lang(words, a.lang_dir, a.token_type, a.bpe_vocab_size, a.bpe_text)
+
+
+def _cmd_train_lm(a):
+    from asrcomp.lm import train_lm_from_text
+
+    lm = train_lm_from_text(a.text, a.arpa, order=a.order, vocab_path=a.vocab)
+    if a.ppl_text:
+        from asrcomp.lm import read_sentences
+
+        r = lm.perplexity(read_sentences(a.ppl_text))
+        log.info("perplexity on %s: %.2f (%d sentences, %d words, %d OOVs)", a.ppl_text, r["ppl"],
+                 r["sentences"], r["words"], r["oovs"])
+        Path(a.arpa).with_suffix(".ppl").write_text(
+            f"file {a.ppl_text}: {r['sentences']} sentences, {r['words']} words, {r['oovs']} OOVs\n"
+            f"logprob= {r['log10prob']:.2f} ppl= {r['ppl']:.2f}\n")
+
+
+def _cmd_make_graph(a):
+    from asrcomp.graph import make_graph
+
+    make_graph(a.lang_dir, a.arpa, a.graph_dir)
+
+
+def _cmd_score(a):
+    from asrcomp.score import read_text, write_scoring
+
+    stats = write_scoring(a.decode_dir, read_text(a.ref), read_text(a.hyp))
+    print(stats.kaldi_line())
+
+
+def _cmd_validate_data_dir(a):
+    from asrcomp.datadir import read_data_dir
+    from asrcomp.lang import load_lang
+
+    d = read_data_dir(a.data_dir, need_features=a.need_features)
+    if a.lang_dir:
+        lang = load_lang(a.lang_dir)
+        text = Path(a.data_dir) / "text"
+        for lineno, utt in enumerate(sorted(d.text), 1):
+            lang.words_to_token_ids(d.text[utt].split(), where=(text, lineno))
+    print(f"{a.data_dir}: {len(d.utts)} utterances, {len(d.spk2utt)} speakers: OK")
+
+
+def _cmd_config_get(a):
+    import yaml
+
+    node = yaml.safe_load(Path(a.conf).read_text())
+    for key in a.key.split("."):
+        if not isinstance(node, dict) or key not in node:
+            raise InputError(a.conf, f"no key '{a.key}'", fix=f"add {a.key} to the config")
+        node = node[key]
+    print(node)
+
+
+def _words_of(path: Path) -> list[str]:
+    """Words of a Kaldi ``text`` file (first column is the utt id) or a plain word/sentence list."""
+    if path.name == "text":
+        return [w for line in path.read_text().splitlines() for w in line.split()[1:]]
+    return path.read_text().split()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="asrcomp", description=__doc__)
+    p.add_argument("--log", help="also log to this file")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("make-fbank", help="80-dim log-mel fbank + CMVN stats for a data dir")
+    s.add_argument("--nj", type=int, default=1)
+    s.add_argument("--conf", help="YAML with fbank options (top level or under 'fbank:')")
+    s.add_argument("--cmvn", choices=["speaker", "global", "none"])
+    s.add_argument("data_dir")
+    s.add_argument("feat_dir")
+    s.set_defaults(func=_cmd_make_fbank)
+
+    s = sub.add_parser("prepare-lang", help="lexicon, tokens (phone|bpe), words, L_disambig.fst")
+    s.add_argument("--token-type", choices=["phone", "bpe"], default="bpe")
+    s.add_argument("--bpe-vocab-size", type=int, default=500)
+    s.add_argument("--bpe-text", help="sentences to train sentencepiece on")
+    s.add_argument("lang_dir")
+    s.add_argument("word_source", nargs="+", help="Kaldi text files or word lists")
+    s.set_defaults(func=_cmd_prepare_lang)
+
+    s = sub.add_parser("train-lm", help="n-gram ARPA LM, interpolated modified Kneser-Ney")
+    s.add_argument("--order", type=int, default=3)
+    s.add_argument("--vocab", help="words.txt: words outside it become <unk>")
+    s.add_argument("--ppl-text", help="report perplexity on these sentences")
+    s.add_argument("text", help="one sentence per line")
+    s.add_argument("arpa")
+    s.set_defaults(func=_cmd_train_lm)
+
+    s = sub.add_parser("make-graph", help="G.fst and TLG.fst for a lang dir and an ARPA LM")
+    s.add_argument("lang_dir")
+    s.add_argument("arpa")
+    s.add_argument("graph_dir")
+    s.set_defaults(func=_cmd_make_graph)
+
+    s = sub.add_parser("score", help="WER of a hypothesis text against a reference text")
+    s.add_argument("ref")
+    s.add_argument("hyp")
+    s.add_argument("decode_dir")
+    s.set_defaults(func=_cmd_score)
+
+    s = sub.add_parser("validate-data-dir", help="check a Kaldi data dir (and its words against a lang dir)")
+    s.add_argument("--need-features", action="store_true")
+    s.add_argument("--lang-dir")
+    s.add_argument("data_dir")
+    s.set_defaults(func=_cmd_validate_data_dir)
+
+    s = sub.add_parser("config-get", help="print one value of a YAML config (dotted key)")
+    s.add_argument("conf")
+    s.add_argument("key")
+    s.set_defaults(func=_cmd_config_get)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    if args.command != "config-get":
+        setup_logging(args.log)
+        log.info("asrcomp %s", shlex.join(argv))
+    try:
+        args.func(args)
+    except InputError as e:
+        log.error("%s", e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# egs/synth: the embedded synthetic corpus recipe.
+#   ./run.sh [--config quick|default] [--stage N] [--stop-stage M] [--nj 2]
+# Stages (each skips outputs that are already complete):
+#   0  synthesise the corpus: data/{train,dev,test}, lhotse manifests, LM text
+#   1  fbank features + CMVN
+#   2  lang dir (lexicon, tokens, L_disambig.fst)
+#   3  3-gram LM (ARPA) and its perplexity on test
+#   4  decoding graph TLG.fst
+set -euo pipefail
+cd "$(dirname "$0")"
+. ./path.sh
+. ./cmd.sh
+
+config=default
+stage=0
+stop_stage=100
+nj=2
+. steps/parse_options.sh
+
+log() { echo "$(date '+%F %T') (run.sh:${BASH_LINENO[0]}) $*"; }
+echo "$0 --config $config --stage $stage --stop-stage $stop_stage --nj $nj"
+
+conf=conf/$config.yaml
+[ -f "$conf" ] || { echo "no config $conf (choose one of: $(ls conf | sed 's/.yaml//' | xargs))" >&2; exit 1; }
+get() { asrcomp config-get "$conf" "$1"; }
+token_type=$(get lang.token_type)
+bpe_vocab_size=$(get lang.bpe_vocab_size)
+lm_order=$(get lm.order)
+data=data/$config
+if [ "$token_type" = bpe ]; then lang=$data/lang_bpe$bpe_vocab_size; else lang=$data/lang_phone; fi
+lm=$data/lm/${lm_order}gram.arpa
+graph=${lang}_${lm_order}gram
+
+if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
+  if [ -f $data/.corpus.done ] && cmp -s $conf $data/.corpus.done; then
+    log "stage 0: corpus already complete in $data"
+  else
+    log "stage 0: synthesising the corpus into $data"
+    mkdir -p $data/log
+    python -m local.synth.make_corpus --config $conf --nj $nj --log $data/log/make_corpus.log $data
+    cp $conf $data/.corpus.done
+  fi
+fi
+
+if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
+  for s in train dev test; do
+    if [ -f $data/$s/feats.scp ] && [ $data/$s/feats.scp -nt $data/$s/wav.scp ]; then
+      log "stage 1: features for $s already complete"; continue
+    fi
+    log "stage 1: fbank features for $s"
+    steps/make_fbank.sh --nj $nj --conf $conf $data/$s $data/fbank
+  done
+fi
+
+if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
+  if [ -f $lang/L_disambig.fst ]; then
+    log "stage 2: $lang already complete"
+  else
+    log "stage 2: lang dir $lang"
+    steps/prepare_lang.sh --token-type $token_type --bpe-vocab-size $bpe_vocab_size \
+      --bpe-text $data/local/lm_text.txt $lang $data/local/vocab.txt
+  fi
+  for s in train dev test; do
+    asrcomp validate-data-dir --lang-dir $lang $data/$s
+  done
+fi
+
+if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
+  if [ -f $lm ]; then
+    log "stage 3: $lm already complete"
+  else
+    log "stage 3: ${lm_order}-gram LM"
+    cut -d' ' -f2- $data/test/text > $data/local/test_text.txt
+    steps/train_lm.sh --order $lm_order --vocab $lang/words.txt --ppl-text $data/local/test_text.txt \
+      $data/local/lm_text.txt $lm
+  fi
+  cat ${lm%.arpa}.ppl
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  if [ -f $graph/TLG.fst ]; then
+    log "stage 4: $graph already complete"
+  else
+    log "stage 4: decoding graph $graph"
+    steps/make_graph.sh $lang $lm $graph
+  fi
+fi
+
+log "done"
