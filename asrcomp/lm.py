@@ -65,6 +65,7 @@ Differences from SRILM
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
 import re
@@ -92,6 +93,7 @@ __all__ = [
     "NgramLM",
     "estimate_discounts",
     "read_arpa",
+    "read_sentences",
     "read_vocab",
     "train_kneser_ney",
     "train_lm_from_text",
@@ -422,7 +424,7 @@ _COUNT_RE = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)")
 
 
 def read_arpa(path: str | Path) -> NgramLM:
-    """Read an ARPA file.  Malformed input raises :class:`InputError` with the line number."""
+    """Read an ARPA file (``.gz`` too).  Malformed input raises :class:`InputError` with the line number."""
     path = Path(path)
     fix = "the file must be an ARPA n-gram model (\\data\\, \\N-grams: sections, \\end\\)"
     declared: dict[int, int] = {}
@@ -432,8 +434,9 @@ def read_arpa(path: str | Path) -> NgramLM:
     cur_n = 0
     table: dict[tuple[str, ...], tuple[float, float]] = {}
     lineno = 0
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        f = open(path, encoding="utf-8")
+        f = opener(path, "rt", encoding="utf-8")
     except OSError as e:
         raise InputError(path, f"cannot read ARPA file: {e.strerror or e}") from e
     with f:
@@ -541,6 +544,33 @@ def read_vocab(path: str | Path) -> list[str]:
     return words
 
 
+def read_sentences(path: str | Path) -> list[list[str]]:
+    """Sentences of a text file: one per line, words separated by whitespace.
+
+    Empty lines are skipped; a file without sentences, ``<s>``/``</s>``
+    inside a sentence, or non-UTF-8 text raise :class:`InputError`.
+    """
+    path = Path(path)
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise InputError(path, f"cannot read text: {e.strerror or e}") from e
+    sentences: list[list[str]] = []
+    with f:
+        for lineno, line in _checked_lines(f, path):
+            words = line.split()
+            if not words:
+                continue
+            try:
+                _strip_markers(words)
+            except ValueError as e:
+                raise InputError(path, str(e), line=lineno, fix="remove <s>/</s> from inside sentences") from None
+            sentences.append(words)
+    if not sentences:
+        raise InputError(path, "text has no sentences", fix="give one sentence per line")
+    return sentences
+
+
 def train_lm_from_text(
     text_path: str | Path,
     arpa_path: str | Path,
@@ -553,24 +583,7 @@ def train_lm_from_text(
     (empty lines are skipped).  ``vocab_path`` is read by :func:`read_vocab`;
     words outside it become ``<unk>``.
     """
-    text_path = Path(text_path)
-    try:
-        f = open(text_path, encoding="utf-8")
-    except OSError as e:
-        raise InputError(text_path, f"cannot read training text: {e.strerror or e}") from e
-    sentences: list[list[str]] = []
-    with f:
-        for lineno, line in _checked_lines(f, text_path):
-            words = line.split()
-            if not words:
-                continue
-            try:
-                _strip_markers(words)
-            except ValueError as e:
-                raise InputError(text_path, str(e), line=lineno, fix="remove <s>/</s> from inside sentences") from None
-            sentences.append(words)
-    if not sentences:
-        raise InputError(text_path, "training text has no sentences", fix="give one sentence per line")
+    sentences = read_sentences(text_path)
     vocab = read_vocab(vocab_path) if vocab_path is not None else None
     lm = train_kneser_ney(sentences, order=order, vocab=vocab)
     lm.write_arpa(arpa_path)

@@ -24,6 +24,10 @@ class InputError(Exception):
         super().__init__(text)
         self.path = Path(path)
         self.line = line
+        self._args = (path, message, line, fix)
+
+    def __reduce__(self):  # so an error raised in a worker process reaches the parent intact
+        return (InputError, self._args)
 
 
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:

@@ -17,6 +17,7 @@ from asrcomp.lm import (
     NgramLM,
     estimate_discounts,
     read_arpa,
+    read_sentences,
     read_vocab,
     train_kneser_ney,
     train_lm_from_text,
@@ -490,3 +491,22 @@ def test_non_utf8_files_give_input_error(tmp_path):
         read_arpa(bad)
     with pytest.raises(InputError, match="latin1_text"):
         read_vocab(bad)
+
+
+def test_read_sentences_and_gzipped_arpa(tmp_path):
+    import gzip
+
+    text = tmp_path / "held_out"
+    text.write_text("w01 w02\n\n<s> w03 </s>\n")
+    assert read_sentences(text) == [["w01", "w02"], ["<s>", "w03", "</s>"]]
+    lm = train_kneser_ney([["w01", "w02"], ["w03"]], order=2)
+    r = lm.perplexity(read_sentences(text))
+    assert (r["sentences"], r["words"], r["oovs"]) == (2, 3, 0)
+    plain = tmp_path / "lm.arpa"
+    lm.write_arpa(plain)
+    gz = tmp_path / "lm.arpa.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    assert read_arpa(gz).ngrams == read_arpa(plain).ngrams
+    (tmp_path / "blank").write_text("\n\n")
+    with pytest.raises(InputError, match="blank"):
+        read_sentences(tmp_path / "blank")

@@ -1,0 +1,37 @@
+"""Shared fixtures: small generated audio and data dirs (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asrcomp.datadir import write_data_dir
+
+
+def write_tone_wav(path: Path, seconds: float, freq: float, sr: int = 16000, seed: int = 0) -> np.ndarray:
+    """A tone plus a little noise, 16-bit; returns the int16 samples written."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))
+    pcm = np.round(x * 32767).astype(np.int16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), pcm, sr, subtype="PCM_16")
+    return pcm
+
+
+@pytest.fixture
+def tone_data_dir(tmp_path) -> Path:
+    """A 2-speaker, 6-utterance Kaldi data dir of synthetic tones."""
+    wav_scp, text, utt2spk = {}, {}, {}
+    for s, spk in enumerate(("spkA", "spkB")):
+        for i in range(3):
+            utt = f"{spk}-{i:03d}"
+            wav = tmp_path / "wav" / f"{utt}.wav"
+            write_tone_wav(wav, 0.5 + 0.25 * i, 200 + 300 * s + 50 * i, seed=10 * s + i)
+            wav_scp[utt], text[utt], utt2spk[utt] = str(wav), "SHOW THE SHIPS", spk
+    d = tmp_path / "data" / "train"
+    write_data_dir(d, wav_scp, text, utt2spk)
+    return d
