@@ -39,7 +39,7 @@ def make_ctc_topo(num_tokens: int, disambig_ids: range = range(0)):
             olabel = 0 if (k == src or k == 0) else k + 1
             T.add_arc(state=src, arc=kaldifst.StdArc(k + 1, olabel, 0.0, k))
         for d in disambig_ids:
-            T.add_arc(state=src, arc=kaldifst.StdArc(0, d + 1, 0.0, src))
+            T.add_arc(state=src, arc=kaldifst.StdArc(d + 1, d + 1, 0.0, src))
     return T
 
 
@@ -52,7 +52,7 @@ def make_g(arpa: str | os.PathLike, words_txt: str | os.PathLike):
     if not arpa.is_file():
         raise InputError(arpa, "ARPA LM not found", fix="run steps/train_lm.sh")
     words = read_symbol_table(words_txt)
-    _check_arpa_vocab(arpa, words, words_txt)
+    _check_arpa(arpa, words, words_txt)
     text = kaldilm.arpa2fst(input_arpa=str(arpa), disambig_symbol="#0", read_symbol_table=str(words_txt))
     return kaldifst.compile(s=text, acceptor=False)
 
@@ -77,6 +77,13 @@ def make_tlg(lang_dir: str | os.PathLike, G):
     kaldifst.arcsort(T, sort_type="olabel")
     TLG = kaldifst.compose(T, LG)
     kaldifst.determinize_star(TLG)
+    # Disambiguation symbols have done their job: they become input epsilons,
+    # which the decoder follows without consuming a frame.
+    first, last = disambig[0] + 1, disambig[-1] + 1
+    for state in kaldifst.StateIterator(TLG):
+        for arc in kaldifst.ArcIterator(TLG, state):
+            if first <= arc.ilabel <= last:
+                arc.ilabel = 0
     kaldifst.minimize_encoded(TLG)
     kaldifst.arcsort(TLG, sort_type="ilabel")
     return TLG
@@ -100,35 +107,15 @@ def make_graph(lang_dir: str | os.PathLike, arpa: str | os.PathLike, out_dir: st
     return out_dir / "TLG.fst"
 
 
-def _check_arpa_vocab(arpa: Path, words: dict[str, int], words_txt) -> None:
-    """kaldilm aborts the process on an unknown word; name the file and line instead."""
-    import gzip
+def _check_arpa(arpa: Path, words: dict[str, int], words_txt) -> None:
+    """kaldilm aborts the whole process on a bad ARPA; report the file and line instead."""
+    from asrcomp.lm import read_arpa
 
-    opener = gzip.open if arpa.suffix == ".gz" else open
-    in_ngrams = False
-    with opener(arpa, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            s = line.strip()
-            if s.startswith("\\") and s.endswith("-grams:"):
-                in_ngrams = True
-                continue
-            if s.startswith("\\"):
-                in_ngrams = False
-                continue
-            if not in_ngrams or not s:
-                continue
-            fields = s.split()
-            # prob w1 .. wn [bow]: the words are the fields after the first, minus a numeric bow
-            for w in fields[1:]:
-                if w in words or _is_number(w):
-                    continue
-                raise InputError(arpa, f"word '{w}' is not in {words_txt}", lineno,
-                                 "train the LM with the lang dir's word list (steps/train_lm.sh --vocab)")
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return False
+    vocab = read_arpa(arpa).vocab  # read_arpa names the line of a format error
+    specials = {w for w in words if w == "<eps>" or w.startswith("#")}
+    unknown = sorted((vocab - set(words)) | (vocab & specials))
+    if unknown:
+        w = unknown[0]
+        line = next((i for i, ln in enumerate(open(arpa, encoding="utf-8"), 1) if w in ln.split()[1:]), None)
+        raise InputError(arpa, f"word '{w}' is not a word of {words_txt} ({len(unknown)} such words)", line,
+                         "train the LM with the lang dir's word list (steps/train_lm.sh --vocab)")

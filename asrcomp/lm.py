@@ -581,10 +581,12 @@ def train_lm_from_text(
 
     ``text_path`` has one sentence per line, words separated by whitespace
     (empty lines are skipped).  ``vocab_path`` is read by :func:`read_vocab`;
-    words outside it become ``<unk>``.
+    words outside it become ``<unk>``, or Kaldi's ``<UNK>`` when the vocab has it
+    (a lang dir's ``words.txt``), so that G.fst needs no extra symbol.
     """
     sentences = read_sentences(text_path)
     vocab = read_vocab(vocab_path) if vocab_path is not None else None
-    lm = train_kneser_ney(sentences, order=order, vocab=vocab)
+    unk = "<UNK>" if vocab is not None and "<UNK>" in vocab else UNK
+    lm = train_kneser_ney(sentences, order=order, vocab=vocab, unk=unk)
     lm.write_arpa(arpa_path)
     return lm
