@@ -164,7 +164,9 @@ def write_lhotse_manifests(data: DataDir, out_dir: str | os.PathLike, prefix: st
                                                language="English"))
     recs = RecordingSet.from_recordings(recordings)
     sups = SupervisionSet.from_segments(supervisions)
-    cuts = CutSet.from_manifests(recordings=recs, supervisions=sups)
+    # one cut per utterance, named after it (lhotse would append an index)
+    cuts = CutSet.from_cuts(c.with_id(c.recording_id) for c in CutSet.from_manifests(recordings=recs,
+                                                                                     supervisions=sups))
     paths = {name: out_dir / f"{prefix}_{name}.jsonl.gz" for name in ("recordings", "supervisions", "cuts")}
     for name, manifest in (("recordings", recs), ("supervisions", sups), ("cuts", cuts)):
         tmp = paths[name].with_name(f".tmp_{paths[name].name}")

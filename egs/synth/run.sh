@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # egs/synth: the embedded synthetic corpus recipe.
-#   ./run.sh [--config quick|default] [--stage N] [--stop-stage M] [--nj 2]
+#   ./run.sh [--config quick|default] [--stage N] [--stop-stage M] [--nj 2] [--data DIR]
 # Stages (each skips outputs that are already complete):
 #   0  synthesise the corpus: data/{train,dev,test}, lhotse manifests, LM text
 #   1  fbank features + CMVN
@@ -16,10 +16,11 @@ config=default
 stage=0
 stop_stage=100
 nj=2
+data=""   # default: data/<config>
 . steps/parse_options.sh
 
 log() { echo "$(date '+%F %T') (run.sh:${BASH_LINENO[0]}) $*"; }
-echo "$0 --config $config --stage $stage --stop-stage $stop_stage --nj $nj"
+echo "$0 --config $config --stage $stage --stop-stage $stop_stage --nj $nj${data:+ --data $data}"
 
 conf=conf/$config.yaml
 [ -f "$conf" ] || { echo "no config $conf (choose one of: $(ls conf | sed 's/.yaml//' | xargs))" >&2; exit 1; }
@@ -27,7 +28,7 @@ get() { asrcomp config-get "$conf" "$1"; }
 token_type=$(get lang.token_type)
 bpe_vocab_size=$(get lang.bpe_vocab_size)
 lm_order=$(get lm.order)
-data=data/$config
+data=${data:-data/$config}
 if [ "$token_type" = bpe ]; then lang=$data/lang_bpe$bpe_vocab_size; else lang=$data/lang_phone; fi
 lm=$data/lm/${lm_order}gram.arpa
 graph=${lang}_${lm_order}gram
