@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -78,6 +79,66 @@ def _cmd_validate_data_dir(a):
     print(f"{a.data_dir}: {len(d.utts)} utterances, {len(d.spk2utt)} speakers: OK")
 
 
+def _cmd_train(a):
+    import yaml
+
+    from asrcomp.train import TrainConfig, train
+
+    conf = yaml.safe_load(Path(a.conf).read_text()) if a.conf else {}
+    opts = dict((conf or {}).get("train", {}))
+    models = (conf or {}).get("model", {})
+    if a.arch:
+        if a.arch not in models:
+            raise InputError(a.conf, f"no model '{a.arch}' under 'model:'", fix=f"one of {sorted(models)}")
+        opts["arch"] = models[a.arch]
+    for kv in a.set or []:
+        k, _, v = kv.partition("=")
+        opts[k] = yaml.safe_load(v)
+    if a.device:
+        opts["device"] = a.device
+    cfg = TrainConfig.from_dict(opts, where=a.conf or "--set")
+    if not cfg.arch:
+        raise InputError(a.conf or "train", "no model architecture given", fix="pass --arch tdnn|dnn with --conf")
+    train(a.exp_dir, a.train_dir, a.valid_dir, a.lang_dir, cfg)
+
+
+def _decode_opts(a):
+    from asrcomp.decode import DecodeOptions
+
+    return DecodeOptions(beam=a.beam, max_active=a.max_active, acoustic_scale=a.acoustic_scale,
+                         blank_penalty=a.blank_penalty)
+
+
+def _cmd_decode(a):
+    from asrcomp.decode_dir import decode_job, merge_and_score
+
+    decode_job(a.model_dir, a.data_dir, a.graph_dir, a.job, a.nj, _decode_opts(a))
+    if a.nj == 1:
+        _print_results(merge_and_score(a.model_dir, a.data_dir, a.graph_dir, 1))
+
+
+def _cmd_decode_score(a):
+    from asrcomp.decode_dir import merge_and_score
+
+    _print_results(merge_and_score(a.model_dir, a.data_dir, a.graph_dir, a.nj))
+
+
+def _print_results(results):
+    for kind, r in results.items():
+        print(f"{r['dir']}: {r['wer'].kaldi_line()} RTF {r['rtf']:.4f}")
+
+
+def _cmd_compare(a):
+    from asrcomp.compare import compare_table
+    from asrcomp.utils import atomic_open
+
+    table = compare_table(a.model_dirs, a.sets.split(","))
+    print(table, end="")
+    if a.out:
+        with atomic_open(a.out, "w") as f:
+            f.write(table)
+
+
 def _cmd_config_get(a):
     import yaml
 
@@ -86,7 +147,7 @@ def _cmd_config_get(a):
         if not isinstance(node, dict) or key not in node:
             raise InputError(a.conf, f"no key '{a.key}'", fix=f"add {a.key} to the config")
         node = node[key]
-    print(node)
+    print(" ".join(map(str, node)) if isinstance(node, list) else node)
 
 
 def _words_of(path: Path) -> list[str]:
@@ -143,6 +204,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("data_dir")
     s.set_defaults(func=_cmd_validate_data_dir)
 
+    s = sub.add_parser("train", help="train a CTC acoustic model into a model dir (resumes)")
+    s.add_argument("--conf", help="recipe YAML with 'train:' options and 'model:' architectures")
+    s.add_argument("--arch", help="which architecture under 'model:' (e.g. tdnn, dnn)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training option")
+    s.add_argument("--device", help="auto | cpu | cuda")
+    s.add_argument("exp_dir")
+    s.add_argument("train_dir")
+    s.add_argument("valid_dir")
+    s.add_argument("lang_dir")
+    s.set_defaults(func=_cmd_train)
+
+    for name, func, hlp in (("decode", _cmd_decode, "decode a data dir with a model dir (TLG and greedy)"),
+                            ("decode-score", _cmd_decode_score, "merge decoding jobs and score them")):
+        s = sub.add_parser(name, help=hlp)
+        s.add_argument("--nj", type=int, default=1)
+        s.add_argument("--graph-dir", help="dir with TLG.fst; without it only greedy decoding")
+        if name == "decode":
+            s.add_argument("--job", type=int, default=1, help="which of the --nj jobs (1-based)")
+            s.add_argument("--beam", type=float, default=16.0)
+            s.add_argument("--max-active", type=int, default=7000)
+            s.add_argument("--acoustic-scale", type=float, default=1.0)
+            s.add_argument("--blank-penalty", type=float, default=0.0)
+        s.add_argument("model_dir")
+        s.add_argument("data_dir")
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("compare", help="markdown table of model dirs: size, FLOPs, RTF, WER")
+    s.add_argument("--sets", default="test", help="comma-separated data set names")
+    s.add_argument("--out", help="also write the table here")
+    s.add_argument("model_dirs", nargs="+")
+    s.set_defaults(func=_cmd_compare)
+
     s = sub.add_parser("config-get", help="print one value of a YAML config (dotted key)")
     s.add_argument("conf")
     s.add_argument("key")
@@ -154,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     if args.command != "config-get":
-        setup_logging(args.log)
+        rank = int(os.environ.get("RANK", 0))  # under torchrun, each rank logs to its own file
+        setup_logging(args.log if rank == 0 or not args.log else f"{args.log}.rank{rank}")
         log.info("asrcomp %s", shlex.join(argv))
     try:
         args.func(args)

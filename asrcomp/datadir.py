@@ -41,7 +41,7 @@ def read_table(path: str | os.PathLike, *, min_fields: int = 2, max_fields: int 
             if not value and not allow_empty_value:
                 raise InputError(path, f"'{key}' has no value", lineno,
                                  "give every key a value, or remove the line")
-            if n < min_fields or (max_fields is not None and n > max_fields):
+            if (n < min_fields and value) or (max_fields is not None and n > max_fields):
                 want = f"{min_fields}" if max_fields == min_fields else f"{min_fields}..{max_fields or 'N'}"
                 raise InputError(path, f"expected {want} fields, got {n}", lineno)
             if key in table:

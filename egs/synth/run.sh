@@ -7,6 +7,9 @@
 #   2  lang dir (lexicon, tokens, L_disambig.fst)
 #   3  3-gram LM (ARPA) and its perplexity on test
 #   4  decoding graph TLG.fst
+#   5  train the baseline acoustic models (TDNN, DNN) with CTC
+#   6  decode dev and test with TLG and greedy, score WER, measure RTF
+#   7  comparison table (exp/<config>/results.md; RESULTS.md for the default config)
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -17,6 +20,10 @@ stage=0
 stop_stage=100
 nj=2
 data=""   # default: data/<config>
+exp=""    # default: exp/<config>
+models="" # default: the config's 'models' list
+nproc=1   # training processes (torchrun DDP when > 1)
+device=auto
 . steps/parse_options.sh
 
 log() { echo "$(date '+%F %T') (run.sh:${BASH_LINENO[0]}) $*"; }
@@ -29,6 +36,8 @@ token_type=$(get lang.token_type)
 bpe_vocab_size=$(get lang.bpe_vocab_size)
 lm_order=$(get lm.order)
 data=${data:-data/$config}
+exp=${exp:-exp/$config}
+models=${models:-$(get models)}
 if [ "$token_type" = bpe ]; then lang=$data/lang_bpe$bpe_vocab_size; else lang=$data/lang_phone; fi
 lm=$data/lm/${lm_order}gram.arpa
 graph=${lang}_${lm_order}gram
@@ -85,6 +94,43 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   else
     log "stage 4: decoding graph $graph"
     steps/make_graph.sh $lang $lm $graph
+  fi
+fi
+
+if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
+  for m in $models; do
+    if [ -f $exp/$m/final.pt ] && [ -f $exp/$m/model.yaml ]; then
+      log "stage 5: $exp/$m already trained"; continue
+    fi
+    log "stage 5: training $m into $exp/$m (log: $exp/$m/log/train.log)"
+    steps/train.sh --conf $conf --arch $m --nproc $nproc --device $device $exp/$m $data/train $data/dev $lang
+  done
+fi
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  for m in $models; do
+    for s in test dev; do
+      if [ -f $exp/$m/decode_${s}_$(basename $graph)/wer ] && [ $exp/$m/decode_${s}_$(basename $graph)/wer -nt $exp/$m/final.pt ]; then
+        log "stage 6: $exp/$m on $s already decoded"; continue
+      fi
+      log "stage 6: decoding $s with $exp/$m"
+      steps/decode.sh --nj $nj --cmd "$decode_cmd" --graph-dir $graph --beam $(get decode.beam) \
+        --acoustic-scale $(get decode.acoustic_scale) $exp/$m $data/$s
+    done
+  done
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  dirs=""; for m in $models; do dirs="$dirs $exp/$m"; done
+  steps/compare_wer.sh --sets test,dev --out $exp/results.md $dirs
+  if [ "$config" = default ]; then
+    { echo "# egs/synth results"
+      echo
+      echo "Produced by \`cd egs/synth && ./run.sh --config default\` (stages 0-7) on $(nproc) CPU cores, $(date +%F)."
+      echo "WER in %, on the held-out-voice test and dev sets; RTF on one thread (network + search)."
+      echo
+      cat $exp/results.md
+    } > RESULTS.md.tmp && mv RESULTS.md.tmp RESULTS.md
   fi
 fi
 

@@ -1,0 +1,373 @@
+"""CTC training of an acoustic model into a model dir (``asrcomp train``).
+
+- batches by total padded input frames (``max_frames``), bucketed by length,
+  order drawn from (seed, epoch) so a resumed run sees the same batches;
+- Adam (or SGD) with linear warm-up then cosine decay, gradient clipping;
+- validation loss each epoch; ``epoch-N.pt`` checkpoints (model, optimiser,
+  RNG state) and resume from the last one after an interruption;
+- ``final.pt`` = average of the last ``avg`` epochs (icefall's ``--avg``);
+- ``train.tsv`` and ``train.png`` curves, ``log/train.log``;
+- data-parallel with torch DDP under ``torchrun`` (gloo on CPU, NCCL on GPUs).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from asrcomp.datadir import read_data_dir
+from asrcomp.features import iter_features, load_fbank_config
+from asrcomp.lang import load_lang
+from asrcomp.utils import InputError, atomic_open, atomic_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 8
+    max_frames: int = 10000  # padded input frames per batch (per process)
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 2e-3
+    final_lr_ratio: float = 0.05  # cosine decay ends at lr * final_lr_ratio
+    warmup_steps: int = 200
+    weight_decay: float = 1e-5
+    grad_clip: float = 5.0
+    avg: int = 3  # average the last N epoch checkpoints into final.pt
+    seed: int = 0
+    spec_augment: bool = True
+    freq_masks: int = 2
+    freq_width: int = 10
+    time_masks: int = 2
+    time_width: int = 20
+    num_threads: int = 0  # 0: cores / processes
+    device: str = "auto"  # auto | cpu | cuda
+    arch: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "train config") -> "TrainConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(where, f"unknown training options {sorted(unknown)}",
+                             fix=f"valid options: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class CtcData:
+    """Features and token targets of a data dir, held in memory."""
+
+    utts: list[str]
+    feats: list[np.ndarray]  # (T, F) each, CMVN applied
+    targets: list[list[int]]
+
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.feats]
+
+
+def load_ctc_data(data_dir: str | os.PathLike, lang_dir: str | os.PathLike, subsampling_factor: int) -> CtcData:
+    """Load a data dir's features and map its transcripts to token ids through the lang dir.
+
+    Utterances too short for CTC after subsampling (fewer output frames than
+    target tokens plus repeats) are dropped with a warning.
+    """
+    data = read_data_dir(data_dir, need_features=True)
+    lang = load_lang(lang_dir)
+    text_path = data.path / "text"
+    line_of = {u: i for i, u in enumerate(sorted(data.text), 1)}
+    out = CtcData([], [], [])
+    dropped = 0
+    for utt, x in iter_features(data.path):
+        y = lang.words_to_token_ids(data.text[utt].split(), where=(text_path, line_of[utt]))
+        repeats = sum(1 for a, b in zip(y, y[1:]) if a == b)
+        if (len(x) - 1) // subsampling_factor + 1 < len(y) + repeats:
+            dropped += 1
+            continue
+        out.utts.append(utt)
+        out.feats.append(x)
+        out.targets.append(y)
+    if dropped:
+        log.warning("%s: dropped %d utterances too short for their transcripts", data_dir, dropped)
+    if not out.utts:
+        raise InputError(data.path, "no usable utterances", fix="check the transcripts and features")
+    return out
+
+
+def make_batches(lengths: list[int], max_frames: int, seed: int, epoch: int) -> list[list[int]]:
+    """Length-bucketed batches of utterance indices, each with padded size <= ``max_frames``.
+
+    Deterministic in (seed, epoch): shuffle, sort within windows of 100 by length,
+    pack greedily, shuffle the batch order.
+    """
+    rng = random.Random(seed * 100003 + epoch)
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    window = 100
+    ordered = []
+    for i in range(0, len(idx), window):
+        ordered.extend(sorted(idx[i:i + window], key=lambda j: lengths[j]))
+    batches, cur, cur_max = [], [], 0
+    for j in ordered:
+        new_max = max(cur_max, lengths[j])
+        if cur and new_max * (len(cur) + 1) > max_frames:
+            batches.append(cur)
+            cur, new_max = [], lengths[j]
+        cur.append(j)
+        cur_max = new_max
+    if cur:
+        batches.append(cur)
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(data: CtcData, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pad a batch: features ``(N, T, F)``, lengths ``(N,)``, concatenated targets, target lengths."""
+    feats = [torch.from_numpy(data.feats[i]) for i in batch]
+    x_lens = torch.tensor([len(f) for f in feats], dtype=torch.int64)
+    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    ys = [data.targets[i] for i in batch]
+    y = torch.tensor([t for y_ in ys for t in y_], dtype=torch.int64)
+    y_lens = torch.tensor([len(y_) for y_ in ys], dtype=torch.int64)
+    return x, x_lens, y, y_lens
+
+
+def spec_augment(x: torch.Tensor, x_lens: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """SpecAugment-style masking (no time warp) of ``(N, T, F)`` features, zeros = the CMVN mean."""
+    x = x.clone()
+    n, _, f = x.shape
+    for i in range(n):
+        t = int(x_lens[i])
+        for _ in range(cfg.freq_masks):
+            w = int(torch.randint(0, cfg.freq_width + 1, (1,), generator=gen))
+            s = int(torch.randint(0, max(1, f - w), (1,), generator=gen))
+            x[i, :, s:s + w] = 0
+        for _ in range(cfg.time_masks):
+            w = int(torch.randint(0, min(cfg.time_width, t // 5) + 1, (1,), generator=gen))
+            s = int(torch.randint(0, max(1, t - w), (1,), generator=gen))
+            x[i, s:s + w, :] = 0
+    return x
+
+
+def ctc_loss_sum(model, x, x_lens, y, y_lens) -> torch.Tensor:
+    """Summed CTC loss (nats) of a batch; blank = 0."""
+    log_probs, out_lens = model(x, x_lens)
+    return F.ctc_loss(log_probs.transpose(0, 1), y, out_lens, y_lens, blank=0, reduction="sum",
+                      zero_infinity=True)
+
+
+@torch.no_grad()
+def validation_loss(model, data: CtcData, max_frames: int, device) -> float:
+    """CTC loss per target token over a whole data set."""
+    model.eval()
+    total, tokens = 0.0, 0
+    for b in make_batches(data.lengths(), max_frames, 0, 0):
+        x, x_lens, y, y_lens = (t.to(device) for t in collate(data, b))
+        total += float(ctc_loss_sum(model, x, x_lens, y, y_lens))
+        tokens += int(y_lens.sum())
+    model.train()
+    return total / max(tokens, 1)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _lr_lambda(cfg: TrainConfig, total_steps: int):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        p = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+    return f
+
+
+def _dist_info() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _checkpoints(exp_dir: Path) -> dict[int, Path]:
+    out = {}
+    for p in exp_dir.glob("epoch-*.pt"):
+        m = re.fullmatch(r"epoch-(\d+)\.pt", p.name)
+        if m:
+            out[int(m.group(1))] = p
+    return dict(sorted(out.items()))
+
+
+def train(exp_dir: str | os.PathLike, train_dir: str | os.PathLike, valid_dir: str | os.PathLike,
+          lang_dir: str | os.PathLike, cfg: TrainConfig) -> Path:
+    """Train a CTC model from ``cfg.arch`` into ``exp_dir``; resumes from its last checkpoint.
+
+    Returns the model dir. Under ``torchrun`` every process trains on its
+    share of each epoch's batches and DDP averages the gradients.
+    """
+    from tqdm import tqdm
+
+    from asrcomp.modeldir import average_checkpoints, save_model_dir
+    from asrcomp.nnet import build_model, count_params
+
+    exp_dir = Path(exp_dir)
+    rank, world = _dist_info()
+    if cfg.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // world))
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+
+    lang = load_lang(lang_dir)
+    arch = dict(cfg.arch, feat_dim=load_fbank_config(train_dir).num_mel_bins, num_tokens=lang.num_tokens)
+    model = build_model(arch).to(device)
+    log.info("model: %s, %d parameters", arch.get("type"), count_params(model))
+    train_data = load_ctc_data(train_dir, lang_dir, model.subsampling_factor)
+    valid_data = load_ctc_data(valid_dir, lang_dir, model.subsampling_factor)
+    log.info("train: %d utterances, %d frames; valid: %d utterances", len(train_data.utts),
+             sum(train_data.lengths()), len(valid_data.utts))
+
+    params = model.parameters()
+    if cfg.optimizer == "adam":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    else:
+        raise InputError("train config", f"unknown optimizer {cfg.optimizer!r}", fix="adam or sgd")
+    steps_per_epoch = len(make_batches(train_data.lengths(), cfg.max_frames, cfg.seed, 1)) // world
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps_per_epoch * cfg.epochs))
+
+    history: list[dict] = []
+    start_epoch = 1
+    ckpts = _checkpoints(exp_dir)
+    if ckpts:
+        last_epoch, last = max(ckpts.items())
+        state = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        history = state["history"]
+        start_epoch = last_epoch + 1
+        log.info("resuming from %s (epoch %d done)", last, last_epoch)
+
+    ddp_model = model
+    if world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model)
+    model.train()
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.time()
+        batches = make_batches(train_data.lengths(), cfg.max_frames, cfg.seed, epoch)
+        mine = batches[rank::world][:len(batches) // world]  # equal step counts keep DDP in lock-step
+        tot_loss, tot_tokens = 0.0, 0
+        bar = tqdm(mine, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=10, disable=rank != 0)
+        for step, b in enumerate(bar):
+            x, x_lens, y, y_lens = collate(train_data, b)
+            if cfg.spec_augment:
+                gen = torch.Generator().manual_seed(((cfg.seed * 1000 + epoch) * 100000 + step) * 64 + rank)
+                x = spec_augment(x, x_lens, cfg, gen)
+            x, x_lens, y, y_lens = x.to(device), x_lens.to(device), y.to(device), y_lens.to(device)
+            n_tok = int(y_lens.sum())
+            loss = ctc_loss_sum(ddp_model, x, x_lens, y, y_lens)
+            opt.zero_grad(set_to_none=True)
+            (loss / n_tok).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            tot_loss += loss.item()
+            tot_tokens += n_tok
+            bar.set_postfix(loss=f"{tot_loss / tot_tokens:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}", refresh=False)
+        train_loss = _all_reduce_ratio(tot_loss, tot_tokens, world, device)
+        valid_loss = validation_loss(model, valid_data, cfg.max_frames, device)
+        history.append({"epoch": epoch, "train_loss": round(train_loss, 5), "valid_loss": round(valid_loss, 5),
+                        "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)})
+        log.info("epoch %d: train loss %.4f, valid loss %.4f per token, %.0f s", epoch, train_loss,
+                 valid_loss, time.time() - t0)
+        if rank == 0:
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                     "rng": torch.get_rng_state(), "history": history, "epoch": epoch, "config": asdict(cfg)}
+            with atomic_path(exp_dir / f"epoch-{epoch}.pt") as tmp:
+                torch.save(state, tmp)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    if rank != 0:
+        return exp_dir
+
+    ckpts = _checkpoints(exp_dir)
+    use = [ckpts[e] for e in sorted(ckpts)[-cfg.avg:]]
+    log.info("averaging %s into final.pt", ", ".join(p.name for p in use))
+    model.load_state_dict(average_checkpoints(use))
+    model.cpu()
+    history = torch.load(use[-1], map_location="cpu", weights_only=False)["history"]
+    save_model_dir(exp_dir, model, Path(lang_dir) / "tokens.txt", features=_features_of(train_dir),
+                   history=[{"stage": "train", "train_dir": str(train_dir), "lang_dir": str(lang_dir),
+                             "epochs_averaged": [int(p.stem.split("-")[1]) for p in use],
+                             "config": asdict(cfg)}],
+                   bpe_model=_bpe_model(lang_dir))
+    write_curves(exp_dir, history)
+    return exp_dir
+
+
+def _all_reduce_ratio(num: float, den: float, world: int, device) -> float:
+    if world > 1:
+        import torch.distributed as dist
+
+        t = torch.tensor([num, den], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        num, den = float(t[0]), float(t[1])
+    return num / max(den, 1)
+
+
+def _features_of(data_dir) -> dict:
+    return asdict(load_fbank_config(data_dir))
+
+
+def _bpe_model(lang_dir) -> Path | None:
+    p = Path(lang_dir) / "bpe.model"
+    return p if p.is_file() else None
+
+
+def write_curves(exp_dir: Path, history: list[dict]) -> None:
+    """``train.tsv`` (one row per epoch) and ``train.png`` (train and validation loss)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = ["epoch", "train_loss", "valid_loss", "lr", "seconds"]
+    with atomic_open(exp_dir / "train.tsv", "w") as f:
+        f.write("\t".join(cols) + "\n")
+        for h in history:
+            f.write("\t".join(str(h[c]) for c in cols) + "\n")
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ep = [h["epoch"] for h in history]
+    ax.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    ax.plot(ep, [h["valid_loss"] for h in history], "s-", label="valid")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("CTC loss per token")
+    ax.set_title(exp_dir.name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(exp_dir / "train.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
