@@ -1,7 +1,7 @@
 """The ``asrcomp`` command: one subcommand per recipe job, called by ``steps/*.sh``.
 
 Every subcommand echoes its command line to the log first (as Kaldi scripts do)
-and, with ``--log FILE``, also logs to that file.
+and, with ``--log-file FILE``, also logs to that file.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _cmd_make_graph(a):
 def _cmd_score(a):
     from asrcomp.score import read_text, write_scoring
 
-    stats = write_scoring(a.decode_dir, read_text(a.ref), read_text(a.hyp))
+    stats = write_scoring(a.decode_dir, read_text(a.ref), read_text(a.hyp, allow_empty=True))
     print(stats.kaldi_line())
 
 
@@ -159,8 +159,13 @@ def _words_of(path: Path) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="asrcomp", description=__doc__)
-    p.add_argument("--log", help="also log to this file")
+    p.add_argument("--log-file", dest="log", help="also log to this file")
+    # also accepted after the subcommand: torchrun takes options before it as its own
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-file", dest="log", help="also log to this file", default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
+    _add = sub.add_parser
+    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)
 
     s = sub.add_parser("make-fbank", help="80-dim log-mel fbank + CMVN stats for a data dir")
     s.add_argument("--nj", type=int, default=1)

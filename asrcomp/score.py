@@ -118,9 +118,10 @@ def write_scoring(decode_dir: str | os.PathLike, refs: dict[str, list[str]],
     return stats
 
 
-def read_text(path: str | os.PathLike) -> dict[str, list[str]]:
-    """A Kaldi ``text`` file as ``{utt: words}``; an empty transcript is an error naming the line."""
-    table = read_table(path, max_fields=None)
+def read_text(path: str | os.PathLike, allow_empty: bool = False) -> dict[str, list[str]]:
+    """A Kaldi ``text`` file as ``{utt: words}``; an empty transcript is an error naming the
+    line, unless ``allow_empty`` (hypotheses may be empty)."""
+    table = read_table(path, max_fields=None, allow_empty_value=allow_empty)
     return {u: t.split() for u, t in table.items()}
 
 

@@ -304,6 +304,7 @@ def train(exp_dir: str | os.PathLike, train_dir: str | os.PathLike, valid_dir: s
                      "rng": torch.get_rng_state(), "history": history, "epoch": epoch, "config": asdict(cfg)}
             with atomic_path(exp_dir / f"epoch-{epoch}.pt") as tmp:
                 torch.save(state, tmp)
+    log.info("parameter checksum: %.10e", param_checksum(model))  # equal on every DDP rank
     if world > 1:
         import torch.distributed as dist
 
@@ -325,6 +326,15 @@ def train(exp_dir: str | os.PathLike, train_dir: str | os.PathLike, valid_dir: s
                    bpe_model=_bpe_model(lang_dir))
     write_curves(exp_dir, history)
     return exp_dir
+
+
+def param_checksum(model) -> float:
+    """A position-weighted sum of all parameters: differs if any parameter differs."""
+    total = 0.0
+    for i, p in enumerate(model.parameters()):
+        w = torch.arange(1, p.numel() + 1, dtype=torch.float64) / p.numel()
+        total += (i + 1) * float((p.detach().double().flatten().cpu() * w).sum())
+    return total
 
 
 def _all_reduce_ratio(num: float, den: float, world: int, device) -> float:

@@ -23,4 +23,4 @@ done
 failed=0
 for j in "${!pids[@]}"; do wait "${pids[$j]}" || { echo "$0: job $((j+1)) failed, see $logdir/decode.$((j+1)).log" >&2; tail -3 "$logdir/decode.$((j+1)).log" >&2; failed=1; }; done
 [ $failed -eq 0 ] || exit 1
-asrcomp --log "$logdir/score.log" decode-score --nj "$nj" ${graph_dir:+--graph-dir "$graph_dir"} "$model" "$data"
+asrcomp --log-file "$logdir/score.log" decode-score --nj "$nj" ${graph_dir:+--graph-dir "$graph_dir"} "$model" "$data"

@@ -9,5 +9,5 @@ set -- "${args[@]}"
 [ $# -eq 2 ] || { echo "usage: $0 [options] <data-dir> <fbank-dir>" >&2; exit 1; }
 data=$1; fbankdir=$2; name=$(basename "$data")
 mkdir -p "$fbankdir/log"
-exec asrcomp --log "$fbankdir/log/make_fbank_$name.log" make-fbank --nj "$nj" \
+exec asrcomp --log-file "$fbankdir/log/make_fbank_$name.log" make-fbank --nj "$nj" \
   ${conf:+--conf "$conf"} ${cmvn:+--cmvn "$cmvn"} "$data" "$fbankdir"

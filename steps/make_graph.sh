@@ -7,4 +7,4 @@ echo "$0 $*"
 set -- "${args[@]}"
 [ $# -eq 3 ] || { echo "usage: $0 <lang-dir> <lm.arpa> <graph-dir>" >&2; exit 1; }
 mkdir -p "$(dirname "$3")/log"
-exec asrcomp --log "$(dirname "$3")/log/make_graph_$(basename "$3").log" make-graph "$1" "$2" "$3"
+exec asrcomp --log-file "$(dirname "$3")/log/make_graph_$(basename "$3").log" make-graph "$1" "$2" "$3"

@@ -9,5 +9,5 @@ set -- "${args[@]}"
 [ $# -ge 2 ] || { echo "usage: $0 [options] <lang-dir> <word-source>..." >&2; exit 1; }
 lang=$1; shift
 mkdir -p "$(dirname "$lang")/log"
-exec asrcomp --log "$(dirname "$lang")/log/prepare_$(basename "$lang").log" prepare-lang \
+exec asrcomp --log-file "$(dirname "$lang")/log/prepare_$(basename "$lang").log" prepare-lang \
   --token-type "$token_type" --bpe-vocab-size "$bpe_vocab_size" ${bpe_text:+--bpe-text "$bpe_text"} "$lang" "$@"

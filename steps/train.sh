@@ -15,5 +15,5 @@ extra=()
 for kv in $set; do extra+=(--set "$kv"); done
 cmd=(asrcomp)
 if [ "$nproc" -gt 1 ]; then cmd=(torchrun --standalone --nproc_per_node "$nproc" -m asrcomp.cli); fi
-exec "${cmd[@]}" --log "$dir/log/train.log" train ${conf:+--conf "$conf"} --arch "$arch" --device "$device" \
+exec "${cmd[@]}" train --log-file "$dir/log/train.log" ${conf:+--conf "$conf"} --arch "$arch" --device "$device" \
   "${extra[@]}" "$@"

@@ -8,5 +8,5 @@ order=3; vocab=""; ppl_text=""
 set -- "${args[@]}"
 [ $# -eq 2 ] || { echo "usage: $0 [options] <text> <lm.arpa>" >&2; exit 1; }
 mkdir -p "$(dirname "$2")/log"
-exec asrcomp --log "$(dirname "$2")/log/train_lm_$(basename "$2" .arpa).log" train-lm --order "$order" \
+exec asrcomp --log-file "$(dirname "$2")/log/train_lm_$(basename "$2" .arpa).log" train-lm --order "$order" \
   ${vocab:+--vocab "$vocab"} ${ppl_text:+--ppl-text "$ppl_text"} "$1" "$2"

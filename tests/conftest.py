@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -35,3 +37,19 @@ def tone_data_dir(tmp_path) -> Path:
     d = tmp_path / "data" / "train"
     write_data_dir(d, wav_scp, text, utt2spk)
     return d
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def quick_data(tmp_path_factory) -> Path:
+    """egs/synth stages 0-4 on the quick config, once per test session: a real synthesised
+    corpus with features, a BPE lang dir, a 3-gram LM and TLG.fst."""
+    if not all(shutil.which(t) for t in ("espeak-ng", "flite", "sox")):
+        pytest.skip("needs espeak-ng, flite and sox (make setup installs them)")
+    data = tmp_path_factory.mktemp("recipe") / "quick"
+    r = subprocess.run([str(ROOT / "egs/synth/run.sh"), "--config", "quick", "--data", str(data),
+                        "--stop-stage", "4"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return data

@@ -48,7 +48,7 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   else
     log "stage 0: synthesising the corpus into $data"
     mkdir -p $data/log
-    python -m local.synth.make_corpus --config $conf --nj $nj --log $data/log/make_corpus.log $data
+    python -m local.synth.make_corpus --config $conf --nj $nj --log-file $data/log/make_corpus.log $data
     cp $conf $data/.corpus.done
   fi
 fi

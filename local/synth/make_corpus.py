@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="YAML with a 'corpus:' section")
     p.add_argument("--nj", type=int, default=2)
-    p.add_argument("--log", help="also log to this file")
+    p.add_argument("--log-file", dest="log", help="also log to this file")
     p.add_argument("out_dir")
     a = p.parse_args(argv)
     setup_logging(a.log)
