@@ -26,8 +26,10 @@ def model_row(model_dir: Path, sets: list[str]) -> dict:
     for s in sets:
         for d in sorted(model_dir.glob(f"decode_{s}_*")):
             kind = "greedy" if d.name.endswith("_greedy") else "tlg"
-            if (d / "wer").is_file():
-                row[(s, kind)] = parse_wer_line((d / "wer").read_text().splitlines()[0])
+            # a phone model's greedy output is phones: its decode dir has a token error rate (ter)
+            for f in ("wer", "ter"):
+                if (d / f).is_file():
+                    row[(s, kind)] = (f, parse_wer_line((d / f).read_text().splitlines()[0]))
             if kind == "tlg" and (d / "rtf").is_file() and row["rtf"] is None:
                 row["rtf"] = float(re.match(r"RTF\s+([\d.]+)", (d / "rtf").read_text()).group(1))
     return row
@@ -51,6 +53,6 @@ def compare_table(model_dirs: list[str | os.PathLike], sets: list[str]) -> str:
         for s in sets:
             for kind in ("tlg", "greedy"):
                 w = r.get((s, kind))
-                cells.append(f"{w.wer:.2f}" if w else "–")
+                cells.append("–" if w is None else f"{w[1].wer:.2f}" + (" (PER)" if w[0] == "ter" else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -129,7 +129,7 @@ def parse_wer_line(line: str) -> WerStats:
     """Read back a ``%WER`` line written by :meth:`WerStats.kaldi_line`."""
     import re
 
-    m = re.match(r"%WER\s+[\d.]+\s+\[\s*(\d+)\s*/\s*(\d+),\s*(\d+)\s+ins,\s*(\d+)\s+del,\s*(\d+)\s+sub\s*\]", line)
+    m = re.match(r"%(?:WER|TER)\s+[\d.]+\s+\[\s*(\d+)\s*/\s*(\d+),\s*(\d+)\s+ins,\s*(\d+)\s+del,\s*(\d+)\s+sub\s*\]", line)
     if not m:
         raise InputError("wer", f"not a %WER line: {line!r}")
     e, n, i, d, s = map(int, m.groups())

@@ -164,3 +164,19 @@ def test_decode_errors_name_the_problem(trained, quick_data, tmp_path):
     (broken / "model.yaml").unlink()
     with pytest.raises(InputError, match="not a model dir"):
         decode_job(broken, quick_data / "test", graph)
+
+
+def test_compare_table_reports_the_decodes(trained, quick_data):
+    from asrcomp.compare import compare_table
+    from asrcomp.decode_dir import decode
+    from asrcomp.nnet import count_params
+
+    res = decode(trained, quick_data / "test", quick_data / "lang_bpe500_3gram")
+    table = compare_table([trained], ["test"])
+    head, rule, row = table.strip().splitlines()
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    model = load_model_dir(trained)[0]
+    assert cells[0] == trained.name and cells[1] == f"{count_params(model):,}"
+    assert cells[2] == f"{(trained / 'final.pt').stat().st_size:,}"
+    assert cells[5] == f"{res['tlg']['wer'].wer:.2f}" and cells[6] == f"{res['greedy']['wer'].wer:.2f}"
+    assert float(cells[4]) == pytest.approx(res["tlg"]["rtf"], abs=1e-4)
