@@ -110,11 +110,9 @@ def _decode_opts(a):
 
 
 def _cmd_decode(a):
-    from asrcomp.decode_dir import decode_job, merge_and_score
+    from asrcomp.decode_dir import decode_job
 
     decode_job(a.model_dir, a.data_dir, a.graph_dir, a.job, a.nj, _decode_opts(a))
-    if a.nj == 1:
-        _print_results(merge_and_score(a.model_dir, a.data_dir, a.graph_dir, 1))
 
 
 def _cmd_decode_score(a):

@@ -284,3 +284,15 @@ def test_split_too_few_voices():
         split_speakers(tiny, n_dev=30, n_test=20, seed=0)
     with pytest.raises(ValueError):
         split_speakers(make_speakers(60, 0, inventory=_fake_inventory()), n_dev=5, n_test=0, seed=0)
+
+
+def test_split_with_a_chosen_test_flite_voice_and_no_dev_flite():
+    spk = make_speakers(84, 3, inventory=_fake_inventory())
+    fl_bases = sorted({s.base_voice for s in spk if s.engine == "flite"})
+    chosen = fl_bases[-1]
+    parts = split_speakers(spk, n_dev=8, n_test=12, seed=3, test_flite=chosen, dev_flite=False)
+    assert {s.base_voice for s in parts["test"] if s.engine == "flite"} == {chosen}
+    assert not any(s.engine == "flite" for s in parts["dev"])
+    assert {s.base_voice for s in parts["train"] if s.engine == "flite"} == set(fl_bases) - {chosen}
+    with pytest.raises(ValueError, match="not a flite base voice"):
+        split_speakers(spk, n_dev=8, n_test=12, seed=3, test_flite="fl-nosuchvoice")

@@ -53,6 +53,8 @@ class CorpusConfig:
     snr_db_min: float = 10.0
     snr_db_max: float = 30.0
     room_prob: float = 0.3  # fraction of utterances with the room effect
+    test_flite_voice: str | None = None  # flite base voice held out for test (None: drawn by seed)
+    dev_flite: bool = True  # dev also holds out a flite voice
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CorpusConfig":
@@ -85,7 +87,8 @@ def plan_corpus(cfg: CorpusConfig, wav_dir: Path) -> tuple[dict[str, list[UttJob
     """Decide every utterance (speaker, text, effects) and the LM text; nothing is synthesised."""
     rng = random.Random(cfg.seed)
     n_spk = cfg.n_train_speakers + cfg.n_dev_speakers + cfg.n_test_speakers
-    split = split_speakers(make_speakers(n_spk, cfg.seed), cfg.n_dev_speakers, cfg.n_test_speakers, cfg.seed)
+    split = split_speakers(make_speakers(n_spk, cfg.seed), cfg.n_dev_speakers, cfg.n_test_speakers, cfg.seed,
+                           test_flite=cfg.test_flite_voice, dev_flite=cfg.dev_flite)
     per_spk = {"train": cfg.utts_per_train_speaker, "dev": cfg.utts_per_dev_speaker,
                "test": cfg.utts_per_test_speaker}
     n_held = sum(len(split[s]) * per_spk[s] for s in ("dev", "test"))
@@ -118,8 +121,12 @@ def plan_corpus(cfg: CorpusConfig, wav_dir: Path) -> tuple[dict[str, list[UttJob
                 noisy = rng.random() < cfg.noise_prob
                 snr = round(rng.uniform(cfg.snr_db_min, cfg.snr_db_max), 1) if noisy else None
                 room = rng.random() < cfg.room_prob
-                jobs[name].append(UttJob(utt, spk, next(q), wav_dir / name / spk.id / f"{utt}.wav", snr, room,
-                                         utt_seed(cfg.seed, utt), cfg.sample_rate))
+                text, seed = next(q), utt_seed(cfg.seed, utt)
+                # the name carries a digest of everything that shapes the audio, so a resumed run
+                # after a config change never reuses a file made for another text or voice
+                key = hashlib.sha256(f"{spk.id}|{text}|{snr}|{room}|{seed}|{cfg.sample_rate}".encode())
+                wav = wav_dir / name / spk.id / f"{utt}-{key.hexdigest()[:8]}.wav"
+                jobs[name].append(UttJob(utt, spk, text, wav, snr, room, seed, cfg.sample_rate))
     lm_sentences = [j.text for j in jobs["train"]] + lm_text
     held = {j.text for n in ("dev", "test") for j in jobs[n]}
     assert not held & set(lm_sentences), "a held-out sentence leaked into the LM text"

@@ -73,7 +73,7 @@ FLITE_BASE = {"kal16": "kal", "awb_time": "awb"}
 #: Ranges that speakers' pitch and rate are drawn from.
 ESPEAK_PITCH = (25, 75)  # espeak-ng -p, 0..99, default 50
 ESPEAK_RATE = (135, 205)  # espeak-ng -s, words per minute, default 175
-FLITE_PITCH_CENTS = (-300, 300)  # sox pitch shift, step 10 cents
+FLITE_PITCH_CENTS = (-150, 150)  # sox pitch shift, step 10 cents; +-3 semitones was unnatural
 FLITE_RATE = (88, 115)  # speaking rate in % of natural (duration_stretch = 100/rate)
 
 
@@ -424,7 +424,8 @@ def make_speakers(n: int, seed: int, *, flite_fraction: float = 0.2,
     return sorted(speakers.values(), key=lambda s: s.id)
 
 
-def split_speakers(speakers, n_dev: int, n_test: int, seed: int) -> dict[str, list[Speaker]]:
+def split_speakers(speakers, n_dev: int, n_test: int, seed: int, test_flite: str | None = None,
+                   dev_flite: bool = True) -> dict[str, list[Speaker]]:
     """Split speakers into train/dev/test by holding out whole base voices.
 
     Policy:
@@ -439,6 +440,11 @@ def split_speakers(speakers, n_dev: int, n_test: int, seed: int) -> dict[str, li
       larger than asked, never smaller.
     * train gets every remaining speaker and must keep at least one base voice of
       each engine present.
+
+    ``test_flite`` names the flite base voice test holds out (e.g. ``"fl-kal"``) instead
+    of a random one; ``dev_flite=False`` keeps flite voices out of dev, so train keeps
+    more of them (egs/synth holds out a male flite voice whose neighbours are in train:
+    holding out slt, the only female flite voice, made test mostly a gender mismatch).
 
     Deterministic given ``seed``; each list is sorted by id.  Raises ValueError
     when the request cannot be met: duplicate ids, fewer than two flite base
@@ -494,12 +500,17 @@ def split_speakers(speakers, n_dev: int, n_test: int, seed: int) -> dict[str, li
             have += len(groups[b])
 
     test_b: list[str] = []
-    fits = [b for b in free if engine_of[b] == "flite" and len(groups[b]) <= n_test]
-    b = fits[0] if fits else pick_flite()
+    if test_flite is not None:
+        if test_flite not in fl_bases:
+            raise ValueError(f"test_flite={test_flite!r} is not a flite base voice of these speakers: {fl_bases}")
+        b = test_flite
+    else:
+        fits = [b for b in free if engine_of[b] == "flite" and len(groups[b]) <= n_test]
+        b = fits[0] if fits else pick_flite()
     test_b.append(b)
     free.remove(b)
     dev_b: list[str] = []
-    if n_dev > 0 and len(fl_bases) >= 3:
+    if dev_flite and n_dev > 0 and len(fl_bases) >= 3:
         fits = [b for b in free if engine_of[b] == "flite" and len(groups[b]) <= n_dev]
         b = fits[0] if fits else pick_flite()
         dev_b.append(b)
