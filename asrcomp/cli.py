@@ -162,10 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-file", dest="log", help="also log to this file", default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
-    _add = sub.add_parser
-    sub.add_parser = lambda *a, **k: _add(*a, parents=[common], **k)
 
-    s = sub.add_parser("make-fbank", help="80-dim log-mel fbank + CMVN stats for a data dir")
+    def add(name: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kw)
+
+    s = add("make-fbank", help="80-dim log-mel fbank + CMVN stats for a data dir")
     s.add_argument("--nj", type=int, default=1)
     s.add_argument("--conf", help="YAML with fbank options (top level or under 'fbank:')")
     s.add_argument("--cmvn", choices=["speaker", "global", "none"])
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("feat_dir")
     s.set_defaults(func=_cmd_make_fbank)
 
-    s = sub.add_parser("prepare-lang", help="lexicon, tokens (phone|bpe), words, L_disambig.fst")
+    s = add("prepare-lang", help="lexicon, tokens (phone|bpe), words, L_disambig.fst")
     s.add_argument("--token-type", choices=["phone", "bpe"], default="bpe")
     s.add_argument("--bpe-vocab-size", type=int, default=500)
     s.add_argument("--bpe-text", help="sentences to train sentencepiece on")
@@ -181,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("word_source", nargs="+", help="Kaldi text files or word lists")
     s.set_defaults(func=_cmd_prepare_lang)
 
-    s = sub.add_parser("train-lm", help="n-gram ARPA LM, interpolated modified Kneser-Ney")
+    s = add("train-lm", help="n-gram ARPA LM, interpolated modified Kneser-Ney")
     s.add_argument("--order", type=int, default=3)
     s.add_argument("--vocab", help="words.txt: words outside it become <unk>")
     s.add_argument("--ppl-text", help="report perplexity on these sentences")
@@ -189,25 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("arpa")
     s.set_defaults(func=_cmd_train_lm)
 
-    s = sub.add_parser("make-graph", help="G.fst and TLG.fst for a lang dir and an ARPA LM")
+    s = add("make-graph", help="G.fst and TLG.fst for a lang dir and an ARPA LM")
     s.add_argument("lang_dir")
     s.add_argument("arpa")
     s.add_argument("graph_dir")
     s.set_defaults(func=_cmd_make_graph)
 
-    s = sub.add_parser("score", help="WER of a hypothesis text against a reference text")
+    s = add("score", help="WER of a hypothesis text against a reference text")
     s.add_argument("ref")
     s.add_argument("hyp")
     s.add_argument("decode_dir")
     s.set_defaults(func=_cmd_score)
 
-    s = sub.add_parser("validate-data-dir", help="check a Kaldi data dir (and its words against a lang dir)")
+    s = add("validate-data-dir", help="check a Kaldi data dir (and its words against a lang dir)")
     s.add_argument("--need-features", action="store_true")
     s.add_argument("--lang-dir")
     s.add_argument("data_dir")
     s.set_defaults(func=_cmd_validate_data_dir)
 
-    s = sub.add_parser("train", help="train a CTC acoustic model into a model dir (resumes)")
+    s = add("train", help="train a CTC acoustic model into a model dir (resumes)")
     s.add_argument("--conf", help="recipe YAML with 'train:' options and 'model:' architectures")
     s.add_argument("--arch", help="which architecture under 'model:' (e.g. tdnn, dnn)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training option")
@@ -220,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, hlp in (("decode", _cmd_decode, "decode a data dir with a model dir (TLG and greedy)"),
                             ("decode-score", _cmd_decode_score, "merge decoding jobs and score them")):
-        s = sub.add_parser(name, help=hlp)
+        s = add(name, help=hlp)
         s.add_argument("--nj", type=int, default=1)
         s.add_argument("--graph-dir", help="dir with TLG.fst; without it only greedy decoding")
         if name == "decode":
@@ -233,13 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("data_dir")
         s.set_defaults(func=func)
 
-    s = sub.add_parser("compare", help="markdown table of model dirs: size, FLOPs, RTF, WER")
+    s = add("compare", help="markdown table of model dirs: size, FLOPs, RTF, WER")
     s.add_argument("--sets", default="test", help="comma-separated data set names")
     s.add_argument("--out", help="also write the table here")
     s.add_argument("model_dirs", nargs="+")
     s.set_defaults(func=_cmd_compare)
 
-    s = sub.add_parser("config-get", help="print one value of a YAML config (dotted key)")
+    s = add("config-get", help="print one value of a YAML config (dotted key)")
     s.add_argument("conf")
     s.add_argument("key")
     s.set_defaults(func=_cmd_config_get)

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from asrcomp.modeldir import load_model_dir
 from asrcomp.train import TrainConfig, make_batches, param_checksum, train
