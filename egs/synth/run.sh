@@ -115,7 +115,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
       fi
       log "stage 6: decoding $s with $exp/$m"
       steps/decode.sh --nj $nj --cmd "$decode_cmd" --graph-dir $graph --beam $(get decode.beam) \
-        --acoustic-scale $(get decode.acoustic_scale) $exp/$m $data/$s
+        --acoustic-scale $(get decode.acoustic_scale) --blank-penalty $(get decode.blank_penalty) $exp/$m $data/$s
     done
   done
 fi
