@@ -26,7 +26,7 @@ def _cmd_make_fbank(a):
     opts = (opts or {}).get("fbank", opts or {})
     if a.cmvn:
         opts["cmvn"] = a.cmvn
-    make_fbank(a.data_dir, a.feat_dir, FbankConfig.from_dict(opts), nj=a.nj)
+    make_fbank(a.data_dir, a.feat_dir, FbankConfig.from_dict(opts, where=a.conf or "--cmvn"), nj=a.nj)
 
 
 def _cmd_prepare_lang(a):

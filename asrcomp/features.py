@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from asrcomp.datadir import DataDir, read_data_dir, read_table, write_table
-from asrcomp.utils import InputError, atomic_open
+from asrcomp.utils import InputError, atomic_open, options_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,8 @@ class FbankConfig:
     norm_vars: bool = True
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FbankConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown fbank options: {sorted(unknown)}")
-        return cls(**d)
+    def from_dict(cls, d: dict, where="fbank config") -> "FbankConfig":
+        return options_from_dict(cls, d, where, "fbank")
 
 
 def compute_fbank(samples: np.ndarray, cfg: FbankConfig) -> np.ndarray:
@@ -194,7 +191,7 @@ def load_fbank_config(data_dir: str | os.PathLike) -> FbankConfig:
     p = Path(data_dir) / "fbank.yaml"
     if not p.is_file():
         raise InputError(p, "feature options missing", fix="run steps/make_fbank.sh on this data dir")
-    return FbankConfig.from_dict(yaml.safe_load(p.read_text()))
+    return FbankConfig.from_dict(yaml.safe_load(p.read_text()), where=p)
 
 
 def iter_features(data_dir: str | os.PathLike, utts: list[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from asrcomp.datadir import read_data_dir
 from asrcomp.features import iter_features, load_fbank_config
 from asrcomp.lang import load_lang
-from asrcomp.utils import InputError, atomic_open, atomic_path
+from asrcomp.utils import InputError, atomic_open, atomic_path, options_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "train config") -> "TrainConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise InputError(where, f"unknown training options {sorted(unknown)}",
-                             fix=f"valid options: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
+        return options_from_dict(cls, d, where, "training")
 
 
 # ----------------------------------------------------------------------------- data

@@ -30,6 +30,17 @@ class InputError(Exception):
         return (InputError, self._args)
 
 
+def options_from_dict(cls, d: dict | None, where, what: str):
+    """Build dataclass ``cls`` from a config mapping; unknown keys are an :class:`InputError`
+    naming ``where`` (the config file) and listing the valid ``what`` options."""
+    d = dict(d or {})
+    unknown = set(d) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise InputError(where, f"unknown {what} options {sorted(unknown)}",
+                         fix=f"valid options: {sorted(cls.__dataclass_fields__)}")
+    return cls(**d)
+
+
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
     """Log to stderr and, if given, to ``log_file`` (its directory is created)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]

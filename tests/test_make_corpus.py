@@ -90,3 +90,12 @@ def test_recipe_stages_0_to_4_quick(quick_data):
     run = [str(ROOT / "egs/synth/run.sh"), "--config", "quick", "--data", str(data), "--stop-stage", "4"]
     again = subprocess.run(run, capture_output=True, text=True)
     assert again.returncode == 0 and again.stdout.count("already complete") >= 5
+
+
+def test_unknown_corpus_option_names_the_config(tmp_path):
+    from asrcomp.utils import InputError
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text("corpus:\n  seed: 1\n  n_speakers: 3\n")
+    with pytest.raises(InputError, match=r"c.yaml: unknown corpus options \['n_speakers'\]"):
+        CorpusConfig.load(conf)

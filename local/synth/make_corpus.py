@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from asrcomp.datadir import write_data_dir, write_lhotse_manifests, write_table
-from asrcomp.utils import atomic_open, setup_logging
+from asrcomp.utils import InputError, atomic_open, options_from_dict, setup_logging
 from local.synth import grammar
 from local.synth.audio import synthesize
 from local.synth.voices import Speaker, make_speakers, split_speakers
@@ -59,11 +59,7 @@ class CorpusConfig:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CorpusConfig":
         d = yaml.safe_load(Path(path).read_text()) or {}
-        d = d.get("corpus", d)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown corpus options {sorted(unknown)}")
-        return cls(**d)
+        return options_from_dict(cls, d.get("corpus", d), path, "corpus")
 
 
 @dataclass(frozen=True)
@@ -187,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     setup_logging(a.log)
     log.info("python -m local.synth.make_corpus %s", shlex.join(argv))
-    make_corpus(CorpusConfig.load(a.config), a.out_dir, a.nj)
+    try:
+        make_corpus(CorpusConfig.load(a.config), a.out_dir, a.nj)
+    except InputError as e:
+        log.error("%s", e)
+        return 2
     return 0
 
 
