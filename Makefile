@@ -28,7 +28,7 @@ setup: .stamp-apt .stamp-venv
 	@touch $@
 
 test: setup
-	$(VENV)/bin/python -m pytest -q tests
+	ASRCOMP_REQUIRE_TTS=1 $(VENV)/bin/python -m pytest -q tests
 
 demo: setup
 	cd egs/synth && ./run.sh --config $(CONFIG)

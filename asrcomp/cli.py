@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from asrcomp.utils import InputError, setup_logging
+from asrcomp.utils import InputError, run_command, setup_logging
 
 log = logging.getLogger("asrcomp")
 
@@ -254,12 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         rank = int(os.environ.get("RANK", 0))  # under torchrun, each rank logs to its own file
         setup_logging(args.log if rank == 0 or not args.log else f"{args.log}.rank{rank}")
         log.info("asrcomp %s", shlex.join(argv))
-    try:
-        args.func(args)
-    except InputError as e:
-        log.error("%s", e)
-        return 2
-    return 0
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

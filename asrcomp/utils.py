@@ -30,6 +30,16 @@ class InputError(Exception):
         return (InputError, self._args)
 
 
+def run_command(func, *args) -> int:
+    """Run a command's body: bad input is logged as one clear line and gives exit status 2."""
+    try:
+        func(*args)
+    except InputError as e:
+        logging.getLogger("asrcomp").error("%s", e)
+        return 2
+    return 0
+
+
 def options_from_dict(cls, d: dict | None, where, what: str):
     """Build dataclass ``cls`` from a config mapping; unknown keys are an :class:`InputError`
     naming ``where`` (the config file) and listing the valid ``what`` options."""

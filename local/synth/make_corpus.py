@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from asrcomp.datadir import write_data_dir, write_lhotse_manifests, write_table
-from asrcomp.utils import InputError, atomic_open, options_from_dict, setup_logging
+from asrcomp.utils import atomic_open, options_from_dict, run_command, setup_logging
 from local.synth import grammar
 from local.synth.audio import synthesize
 from local.synth.voices import Speaker, make_speakers, split_speakers
@@ -183,12 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     setup_logging(a.log)
     log.info("python -m local.synth.make_corpus %s", shlex.join(argv))
-    try:
-        make_corpus(CorpusConfig.load(a.config), a.out_dir, a.nj)
-    except InputError as e:
-        log.error("%s", e)
-        return 2
-    return 0
+    return run_command(lambda: make_corpus(CorpusConfig.load(a.config), a.out_dir, a.nj))
 
 
 if __name__ == "__main__":
