@@ -90,7 +90,9 @@ def _cmd_train(a):
     if a.arch:
         if a.arch not in models:
             raise InputError(a.conf, f"no model '{a.arch}' under 'model:'", fix=f"one of {sorted(models)}")
-        opts["arch"] = models[a.arch]
+        arch = dict(models[a.arch])
+        opts.update(arch.pop("train", None) or {})  # per-model training overrides
+        opts["arch"] = arch
     for kv in a.set or []:
         k, _, v = kv.partition("=")
         opts[k] = yaml.safe_load(v)
