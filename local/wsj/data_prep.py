@@ -465,6 +465,9 @@ def prepare_wsj(roots: list[Path], out_dir: Path, sets: list[str] | None = None,
 
         lm = read_arpa(lms.get("lm_bg", lms.get("lm_tg")))
         vocab |= {w for w in lm.vocab if not w.startswith("<")}
+    if "lm_text" in lms:  # the "big dictionary": words of the LM text that CMUdict knows
+        with open(lms["lm_text"]) as f:
+            vocab |= {w for line in f for w in line.split() if w in lexicon}
     vocab -= {w for w, _ in SPECIAL_LEXICON}
     with atomic_open(out_dir / "local" / "vocab.txt", "w") as f:
         f.writelines(w + "\n" for w in sorted(vocab))
