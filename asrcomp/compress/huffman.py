@@ -101,10 +101,7 @@ class Encoded:
     block: int
     offsets: np.ndarray  # uint32 bit offset of each block after the first
     single: int = 0  # the symbol of a stream coded with no bits (lengths all 0, count > 0)
-
-    @property
-    def bits(self) -> int:
-        return len(self.data) * 8
+    nbits: int = 0  # bits used (the data is padded to whole bytes)
 
 
 def encode(symbols: np.ndarray, alphabet: int | None = None, block: int = DEFAULT_BLOCK,
@@ -150,7 +147,7 @@ def encode(symbols: np.ndarray, alphabet: int | None = None, block: int = DEFAUL
     offsets = ends[block - 1:n - 1:block].astype(np.uint32) if nblocks > 1 else np.zeros(0, np.uint32)
     if total >= 1 << 32:
         raise ValueError("stream too long for 32-bit block offsets")
-    return Encoded(lengths, data, n, block, offsets)
+    return Encoded(lengths, data, n, block, offsets, nbits=total)
 
 
 def decode(enc: Encoded) -> np.ndarray:
