@@ -104,6 +104,21 @@ def _cmd_train(a):
     train(a.exp_dir, a.train_dir, a.valid_dir, a.lang_dir, cfg)
 
 
+def _cmd_pack(a):
+    from asrcomp.compress.pack import build_configs, pack
+
+    flags = dict(bits=a.bits, bits_output=a.bits_output, prune_sparsity=a.prune_sparsity,
+                 prune_epochs=a.prune_epochs, finetune_epochs=a.finetune_epochs, lr=a.lr, index_bits=a.index_bits)
+    pcfg, tcfg = build_configs(a.conf, flags, (a.set or []) + ([f"device={a.device}"] if a.device else []))
+    pack(a.src_dir, a.out_dir, pcfg, tcfg, a.train_dir, a.valid_dir, a.lang_dir)
+
+
+def _cmd_unpack(a):
+    from asrcomp.compress.pack import unpack
+
+    unpack(a.packed, a.out_dir)
+
+
 def _decode_opts(a):
     from asrcomp.decode import DecodeOptions
 
@@ -235,6 +250,28 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("model_dir")
         s.add_argument("data_dir")
         s.set_defaults(func=func)
+
+    s = add("pack", help="Deep Compression: prune, k-means weight sharing, Huffman -> model dir with model.acz")
+    s.add_argument("--conf", help="recipe YAML: 'pack:' options, 'train:' options for the fine-tuning")
+    s.add_argument("--bits", help="index bits, e.g. 5 or 'output=4,default=5' (regex=bits; 1-16)")
+    s.add_argument("--bits-output", type=int, help="bits of the output layer (default 4; the rule '^output\\.')")
+    s.add_argument("--prune-sparsity", help="fraction of weights pruned, e.g. 0.8 or 'output=0.5,default=0.8'")
+    s.add_argument("--prune-epochs", type=int, help="retraining epochs after pruning (default 0)")
+    s.add_argument("--finetune-epochs", type=int, help="centroid fine-tuning epochs (default 0)")
+    s.add_argument("--lr", type=float, help="fine-tuning learning rate (default: train lr / 10)")
+    s.add_argument("--index-bits", type=int, help="gap symbol bits of sparse tensors (default: best per tensor)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training option")
+    s.add_argument("--device", help="auto | cpu | cuda")
+    s.add_argument("src_dir")
+    s.add_argument("out_dir")
+    for arg in ("train_dir", "valid_dir", "lang_dir"):
+        s.add_argument(arg, nargs="?", help="needed when fine-tuning")
+    s.set_defaults(func=_cmd_pack)
+
+    s = add("unpack", help="rebuild the model dir of a model.acz (bit-exact weights)")
+    s.add_argument("packed")
+    s.add_argument("out_dir")
+    s.set_defaults(func=_cmd_unpack)
 
     s = add("compare", help="markdown table of model dirs: size, FLOPs, RTF, WER")
     s.add_argument("--sets", default="test", help="comma-separated data set names")
