@@ -72,7 +72,7 @@ class PackConfig:
     """Options of ``asrcomp pack`` (config section ``pack:``; flags override)."""
 
     bits: str | int = 5  # "5" or "regex=bits,...,default=bits" (re.search on state-dict names)
-    bits_output: int | None = 4  # shorthand for a first rule "^output\\.=N"; None: off
+    bits_output: int | None = 4  # shorthand for a rule "^output\\.=N" before the default; None: off
     prune_sparsity: str | float = 0.0  # fraction pruned, same pattern syntax as bits
     prune_epochs: int = 0  # retraining epochs after pruning
     finetune_epochs: int = 0  # centroid fine-tuning epochs after k-means
@@ -103,8 +103,9 @@ class PackConfig:
 
     def bits_rules(self) -> list[tuple[str, int]]:
         rules = parse_spec(self.bits, int, "bits")
-        if self.bits_output is not None:
-            rules.insert(0, (r"^output\.", int(self.bits_output)))
+        if self.bits_output is not None:  # after the explicit patterns, before the default
+            at = len(rules) - (rules[-1][0] == "")
+            rules.insert(at, (r"^output\.", int(self.bits_output)))
         return rules
 
     def sparsity_rules(self) -> list[tuple[str, float]]:
