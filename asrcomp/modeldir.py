@@ -85,7 +85,7 @@ def save_model_dir(model_dir: str | os.PathLike, model: nn.Module, tokens_txt: s
     sentencepiece model; if None, ``bpe.model`` beside ``tokens_txt`` is used when present.
     ``extra``: further top-level keys for model.yaml (may not shadow the standard ones).
     """
-    from asrcomp.nnet import count_params, flops_per_second
+    from asrcomp.nnet import arch_of, count_params, flops_per_second
 
     model_dir, tokens_txt = Path(model_dir), Path(tokens_txt)
     tokens = read_token_lines(tokens_txt)
@@ -103,7 +103,7 @@ def save_model_dir(model_dir: str | os.PathLike, model: nn.Module, tokens_txt: s
         raise ValueError(f"extra keys {clash} would overwrite model.yaml's own fields")
     frame_shift_ms = float(features.get("frame_shift_ms", 10.0))
     meta = {
-        "arch": model.arch(),
+        "arch": arch_of(model),
         "tokens": {"token_type": _token_type(tokens_txt, bpe_model), "num_tokens": int(model.num_tokens)},
         "features": dict(features),
         "frame_shift_ms": frame_shift_ms,

@@ -202,6 +202,12 @@ def _checkpoints(exp_dir: Path) -> dict[int, Path]:
     return dict(sorted(out.items()))
 
 
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
 def train(exp_dir: str | os.PathLike, train_dir: str | os.PathLike, valid_dir: str | os.PathLike,
           lang_dir: str | os.PathLike, cfg: TrainConfig) -> Path:
     """Train a CTC model from ``cfg.arch`` into ``exp_dir``; resumes from its last checkpoint.
@@ -209,17 +215,50 @@ def train(exp_dir: str | os.PathLike, train_dir: str | os.PathLike, valid_dir: s
     Returns the model dir. Under ``torchrun`` every process trains on its
     share of each epoch's batches and DDP averages the gradients.
     """
+    from asrcomp.nnet import build_model
+
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    lang = load_lang(lang_dir)
+    arch = dict(cfg.arch, feat_dim=load_fbank_config(train_dir).num_mel_bins, num_tokens=lang.num_tokens)
+    return fit(build_model(arch), exp_dir, train_dir, valid_dir, lang_dir, cfg)
+
+
+@dataclass
+class FitHooks:
+    """Extension points of :func:`fit`, for stages that train under constraints.
+
+    ``loss``: ``(model, x, x_lens, y, y_lens) -> summed loss`` (default: CTC);
+    ``after_backward(model)``: may edit gradients (pruning masks, tied k-means weights);
+    ``after_step(model)``: may edit weights after each optimiser step;
+    ``params``: further trainable parameters that are not part of the saved model
+    (e.g. a hint regressor).
+    """
+
+    loss: object = None
+    after_backward: object = None
+    after_step: object = None
+    params: list = field(default_factory=list)
+
+
+def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.PathLike,
+        valid_dir: str | os.PathLike, lang_dir: str | os.PathLike, cfg: TrainConfig,
+        hooks: FitHooks | None = None, history: list[dict] | None = None, stage: dict | None = None,
+        extra: dict | None = None) -> Path:
+    """Train ``model`` (already initialised) with CTC for ``cfg.epochs`` into the model dir ``exp_dir``.
+
+    ``history``: the stages that made ``model`` (from its model.yaml); this run is
+    appended as ``{"stage": "train", ...}`` or as ``stage``. ``extra``: further
+    model.yaml keys. Resumes from the last ``epoch-N.pt`` of ``exp_dir``.
+    """
     from tqdm import tqdm
 
     from asrcomp.modeldir import average_checkpoints, save_model_dir
-    from asrcomp.nnet import build_model, count_params
+    from asrcomp.nnet import count_params
 
+    hooks = hooks or FitHooks()
     exp_dir = Path(exp_dir)
     rank, world = _dist_info()
-    if cfg.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(cfg.device)
+    device = _device(cfg)
     if world > 1:
         import torch.distributed as dist
 
@@ -227,18 +266,16 @@ def train(exp_dir: str | os.PathLike, train_dir: str | os.PathLike, valid_dir: s
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // world))
-    torch.manual_seed(cfg.seed)  # same initial weights on every rank
-
-    lang = load_lang(lang_dir)
-    arch = dict(cfg.arch, feat_dim=load_fbank_config(train_dir).num_mel_bins, num_tokens=lang.num_tokens)
-    model = build_model(arch).to(device)
-    log.info("model: %s, %d parameters", arch.get("type"), count_params(model))
+    torch.manual_seed(cfg.seed)
+    model = model.to(device)
+    log.info("model: %s, %d parameters", model.arch().get("type"), count_params(model))
     train_data = load_ctc_data(train_dir, lang_dir, model.subsampling_factor)
     valid_data = load_ctc_data(valid_dir, lang_dir, model.subsampling_factor)
     log.info("train: %d utterances, %d frames; valid: %d utterances", len(train_data.utts),
              sum(train_data.lengths()), len(valid_data.utts))
+    loss_fn = hooks.loss or ctc_loss_sum
 
-    params = model.parameters()
+    params = [p for p in model.parameters() if p.requires_grad] + list(hooks.params)
     if cfg.optimizer == "adam":
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     elif cfg.optimizer == "sgd":
@@ -248,7 +285,7 @@ def train(exp_dir: str | os.PathLike, train_dir: str | os.PathLike, valid_dir: s
     steps_per_epoch = len(make_batches(train_data.lengths(), cfg.max_frames, cfg.seed, 1)) // world
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps_per_epoch * cfg.epochs))
 
-    history: list[dict] = []
+    epochs: list[dict] = []
     start_epoch = 1
     ckpts = _checkpoints(exp_dir)
     if ckpts:
@@ -258,7 +295,7 @@ def train(exp_dir: str | os.PathLike, train_dir: str | os.PathLike, valid_dir: s
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
-        history = state["history"]
+        epochs = state["history"]
         start_epoch = last_epoch + 1
         log.info("resuming from %s (epoch %d done)", last, last_epoch)
 
@@ -280,24 +317,28 @@ def train(exp_dir: str | os.PathLike, train_dir: str | os.PathLike, valid_dir: s
                 x = spec_augment(x, x_lens, cfg, gen)
             x, x_lens, y, y_lens = x.to(device), x_lens.to(device), y.to(device), y_lens.to(device)
             n_tok = int(y_lens.sum())
-            loss = ctc_loss_sum(ddp_model, x, x_lens, y, y_lens)
+            loss = loss_fn(ddp_model, x, x_lens, y, y_lens)
             opt.zero_grad(set_to_none=True)
             (loss / n_tok).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if hooks.after_backward:
+                hooks.after_backward(model)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             sched.step()
+            if hooks.after_step:
+                hooks.after_step(model)
             tot_loss += loss.item()
             tot_tokens += n_tok
             bar.set_postfix(loss=f"{tot_loss / tot_tokens:.3f}", lr=f"{sched.get_last_lr()[0]:.2e}", refresh=False)
         train_loss = _all_reduce_ratio(tot_loss, tot_tokens, world, device)
         valid_loss = validation_loss(model, valid_data, cfg.max_frames, device)
-        history.append({"epoch": epoch, "train_loss": round(train_loss, 5), "valid_loss": round(valid_loss, 5),
-                        "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)})
+        epochs.append({"epoch": epoch, "train_loss": round(train_loss, 5), "valid_loss": round(valid_loss, 5),
+                       "lr": sched.get_last_lr()[0], "seconds": round(time.time() - t0, 1)})
         log.info("epoch %d: train loss %.4f, valid loss %.4f per token, %.0f s", epoch, train_loss,
                  valid_loss, time.time() - t0)
         if rank == 0:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "rng": torch.get_rng_state(), "history": history, "epoch": epoch, "config": asdict(cfg)}
+                     "rng": torch.get_rng_state(), "history": epochs, "epoch": epoch, "config": asdict(cfg)}
             with atomic_path(exp_dir / f"epoch-{epoch}.pt") as tmp:
                 torch.save(state, tmp)
     log.info("parameter checksum: %.10e", param_checksum(model))  # equal on every DDP rank
@@ -310,17 +351,18 @@ def train(exp_dir: str | os.PathLike, train_dir: str | os.PathLike, valid_dir: s
         return exp_dir
 
     ckpts = _checkpoints(exp_dir)
-    use = [ckpts[e] for e in sorted(ckpts)[-cfg.avg:]]
+    use = [ckpts[e] for e in sorted(ckpts)[-cfg.avg:]] if cfg.avg > 0 else [ckpts[max(ckpts)]]
     log.info("averaging %s into final.pt", ", ".join(p.name for p in use))
     model.load_state_dict(average_checkpoints(use))
+    if hooks.after_step:  # averaging may undo a constraint (zeros, tied weights): re-apply it
+        hooks.after_step(model)
     model.cpu()
-    history = torch.load(use[-1], map_location="cpu", weights_only=False)["history"]
+    epochs = torch.load(use[-1], map_location="cpu", weights_only=False)["history"]
+    this = dict(stage or {"stage": "train"}, train_dir=str(train_dir), lang_dir=str(lang_dir),
+                epochs_averaged=[int(p.stem.split("-")[1]) for p in use], config=asdict(cfg))
     save_model_dir(exp_dir, model, Path(lang_dir) / "tokens.txt", features=_features_of(train_dir),
-                   history=[{"stage": "train", "train_dir": str(train_dir), "lang_dir": str(lang_dir),
-                             "epochs_averaged": [int(p.stem.split("-")[1]) for p in use],
-                             "config": asdict(cfg)}],
-                   bpe_model=_bpe_model(lang_dir))
-    write_curves(exp_dir, history)
+                   history=list(history or []) + [this], bpe_model=_bpe_model(lang_dir), extra=extra)
+    write_curves(exp_dir, epochs)
     return exp_dir
 
 

@@ -64,3 +64,19 @@ def quick_data(tmp_path_factory) -> Path:
                         "--stop-stage", "4"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return data
+
+
+TINY_TDNN = {"type": "tdnn", "hidden_dim": 64, "contexts": [[-2, -1, 0, 1, 2], [-1, 0, 1], [-1, 0, 1]],
+             "subsample_at": 1, "subsampling_factor": 3}
+
+
+@pytest.fixture(scope="session")
+def quick_tdnn(quick_data, tmp_path_factory) -> Path:
+    """A tiny TDNN model dir trained for 2 epochs on the quick corpus (for the compression stages)."""
+    from asrcomp.train import TrainConfig, train
+
+    exp = tmp_path_factory.mktemp("quick_tdnn") / "tdnn"
+    cfg = TrainConfig(epochs=2, max_frames=3000, lr=3e-3, warmup_steps=10, avg=1, num_threads=1, device="cpu",
+                      arch=TINY_TDNN)
+    train(exp, quick_data / "train", quick_data / "dev", quick_data / "lang_bpe500", cfg)
+    return exp

@@ -17,13 +17,15 @@ from asrcomp.nnet.tdnn import DEFAULT_TDNN, Tdnn
 
 MODELS: dict[str, type[nn.Module]] = {"tdnn": Tdnn, "dnn": Dnn}
 
-__all__ = ["MODELS", "DEFAULT_TDNN", "DEFAULT_DNN", "Tdnn", "Dnn", "build_model", "count_params",
+__all__ = ["MODELS", "DEFAULT_TDNN", "DEFAULT_DNN", "Tdnn", "Dnn", "build_model", "arch_of", "count_params",
            "flops_per_second"]
 
 
 def build_model(arch: dict) -> nn.Module:
     """The model that ``arch`` (``{"type": ..., **constructor options}``) describes.
 
+    ``arch["factorized"]`` (written by the compression stages) names layers replaced
+    by factorised modules; they are rebuilt with the recorded shapes and ranks.
     ValueError names an unknown type, unknown options, or missing required ones.
     """
     if not isinstance(arch, dict):
@@ -33,7 +35,7 @@ def build_model(arch: dict) -> nn.Module:
         raise ValueError(f"unknown model type {kind!r}; known: {', '.join(sorted(MODELS))}")
     cls = MODELS[kind]
     params = inspect.signature(cls.__init__).parameters
-    opts = {k: v for k, v in arch.items() if k != "type"}
+    opts = {k: v for k, v in arch.items() if k not in ("type", "factorized")}
     unknown = sorted(set(opts) - set(params) - {"self"})
     if unknown:
         raise ValueError(f"{kind}: unknown option(s) {', '.join(unknown)}; known: "
@@ -42,7 +44,20 @@ def build_model(arch: dict) -> nn.Module:
                and p not in opts]
     if missing:
         raise ValueError(f"{kind}: missing option(s) {', '.join(missing)}")
-    return cls(**opts)
+    model = cls(**opts)
+    if arch.get("factorized"):
+        from asrcomp.compress.layers import restructure
+
+        restructure(model, arch["factorized"])
+    return model
+
+
+def arch_of(model: nn.Module) -> dict:
+    """``model.arch()`` plus the factorised layers a compression stage put in."""
+    arch = model.arch()
+    if getattr(model, "factorized", None):
+        arch["factorized"] = {k: dict(v) for k, v in model.factorized.items()}
+    return arch
 
 
 def count_params(model: nn.Module) -> int:
