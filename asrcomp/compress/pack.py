@@ -547,8 +547,10 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
         raise RuntimeError(f"pack self-check failed: {bad} do not round-trip")
     rows, total = report_rows(stats, len(data), head_bytes, len(header["tokens_txt"]),
                               pay_bpe=header["bpe_model"][1] if header["bpe_model"] else 0)
-    log.info("packed %d tensors in %.2f s (encode %.2f s): %s bytes, %.1fx smaller than fp32",
-             len(state), time.time() - t2, t3 - t2, f"{len(data):,}", total["ratio"])
+    log.info("packed %d tensors in %.2f s (encode %.2f s): %s bytes, %.1fx smaller than fp32; "
+             "%s bytes without the bpe.model copy (%.1fx)", len(state), time.time() - t2, t3 - t2,
+             f"{len(data):,}", total["ratio"], f"{total['weights_bytes']:,}",
+             total["params"] * 4 / total["weights_bytes"])
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_open(out_dir / PACKED_NAME, "wb") as f:
         f.write(data)
@@ -558,6 +560,7 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     save_model_dir(out_dir, model, tokens_txt, features=meta.get("features", {}), history=history + [this],
                    bpe_model=bpe if bpe.is_file() else None,
                    extra={"packed_bytes": len(data), "packed_file": PACKED_NAME,
+                          "packed_bytes_without_bpe": total["weights_bytes"],
                           "packed_bits_per_param": round(8 * len(data) / max(total["params"], 1), 3),
                           "pack_seconds": round(time.time() - t0, 2)})
     return out_dir
@@ -634,23 +637,28 @@ def report_rows(stats: list[dict], file_bytes: int, head_bytes: int, tokens_byte
         r["bits_per_weight"] = round(8 * r["huffman_B"] / max(n, 1), 3)
         rows.append(r)
     data_bytes = sum(r["huffman_B"] for r in rows)
-    other = file_bytes - data_bytes  # magic, version, zlib'd JSON header, bpe.model, SHA-256
+    other = file_bytes - data_bytes - pay_bpe  # magic, version, zlib'd JSON header, SHA-256
     params = sum(r["params"] for r in rows)
     fp32 = sum(r["fp32_B"] for r in rows)
     head = {c: "" for c in REPORT_COLS}
     head.update(tensor="(header+checksum)", kind="meta", params=0, fp32_B=0, pruned_B=other, quant_B=other,
                 huffman_B=other, table_B=head_bytes + 32, bits_per_weight="")
+    bpe = {c: "" for c in REPORT_COLS}
+    bpe.update(tensor="(bpe.model zlib)", kind="meta", params=0, fp32_B=0, pruned_B=pay_bpe, quant_B=pay_bpe,
+               huffman_B=pay_bpe, bits_per_weight="")
     tot = {c: "" for c in REPORT_COLS}
     q = [r for r in rows if r["kind"] == "quant"]
     ent, hb = sum(r["_ent"] for r in q), sum(r["_hb"] for r in q)
     tot.update(tensor="TOTAL", kind=f"{fp32 / file_bytes:.1f}x", params=params, fp32_B=fp32,
-               pruned_B=sum(r["pruned_B"] for r in rows) + other, quant_B=sum(r["quant_B"] for r in rows) + other,
+               pruned_B=sum(r["pruned_B"] for r in rows) + other + pay_bpe,
+               quant_B=sum(r["quant_B"] for r in rows) + other + pay_bpe,
                huffman_B=file_bytes, bits_per_weight=round(8 * file_bytes / max(params, 1), 3),
                idx_entropy_bits=round(ent, 1), idx_huffman_bits=hb, idx_huffman_over_entropy=_ratio(hb, ent),
                table_B=sum(r["table_B"] or 0 for r in q))
     for r in rows:
         r.pop("_ent", None), r.pop("_hb", None)
-    return rows + [head, tot], {"ratio": fp32 / file_bytes, "params": params}
+    return rows + [head] + ([bpe] if pay_bpe else []) + [tot], {
+        "ratio": fp32 / file_bytes, "params": params, "weights_bytes": file_bytes - pay_bpe}
 
 
 def _ratio(a, b) -> str:
