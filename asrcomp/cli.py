@@ -104,6 +104,91 @@ def _cmd_train(a):
     train(a.exp_dir, a.train_dir, a.valid_dir, a.lang_dir, cfg)
 
 
+def _train_config(a, **overrides):
+    """TrainConfig from the recipe YAML's ``train:`` section, then ``overrides`` (not None), then ``--set``."""
+    import yaml
+
+    from asrcomp.train import TrainConfig
+
+    conf = (yaml.safe_load(Path(a.conf).read_text()) if a.conf else None) or {}
+    opts = dict(conf.get("train", {}))
+    opts.update({k: v for k, v in overrides.items() if v is not None})
+    for kv in getattr(a, "set", None) or []:
+        k, _, v = kv.partition("=")
+        opts[k] = yaml.safe_load(v)
+    if getattr(a, "device", None):
+        opts["device"] = a.device
+    opts.pop("arch", None)
+    return TrainConfig.from_dict(opts, where=a.conf or "--set"), conf
+
+
+def _finetune_config(a):
+    cfg, _ = _train_config(a, epochs=a.epochs, lr=a.lr, warmup_steps=a.warmup_steps)
+    if cfg.avg > max(cfg.epochs, 1):
+        cfg.avg = max(cfg.epochs, 1)
+    return cfg
+
+
+def _cmd_compress(a):
+    from functools import partial
+
+    from asrcomp.compress.stage import apply_svd, apply_tensorization, compress_model_dir, parse_ranks
+
+    if a.kind == "svd":
+        if (a.rank is None) == (a.energy_threshold is None):
+            raise InputError("asrcomp compress svd", "give exactly one of --rank and --energy-threshold",
+                             fix="e.g. --rank 16 or --energy-threshold 0.9")
+        transform = partial(apply_svd, layers=a.layers or "output", rank=a.rank,
+                            energy_threshold=a.energy_threshold, shrinkage_threshold=a.shrinkage_threshold)
+        record = {"stage": "svd", "rank": a.rank, "energy_threshold": a.energy_threshold,
+                  "shrinkage_threshold": a.shrinkage_threshold}
+    else:
+        try:
+            ranks = parse_ranks(a.ranks)
+        except ValueError as e:
+            raise InputError("--ranks", str(e), fix="e.g. --ranks 16 or --ranks 16:24") from e
+        transform = partial(apply_tensorization, method=a.method, layers=a.layers or r"layers\.\d+\.(conv|linear)",
+                            modes=a.modes, shapes=a.shapes, ranks=ranks, rel_error=a.rel_error)
+        record = {"stage": a.method, "modes": a.modes, "shapes": a.shapes, "ranks": a.ranks,
+                  "rel_error_target": a.rel_error}
+    cfg = _finetune_config(a)
+    compress_model_dir(a.src_dir, a.out_dir, transform, record, a.train_dir, a.valid_dir, a.lang_dir, cfg)
+
+
+def _cmd_distill(a):
+    import torch
+
+    from asrcomp.distill import distill
+    from asrcomp.features import load_fbank_config
+    from asrcomp.lang import load_lang
+    from asrcomp.modeldir import load_model_dir
+    from asrcomp.nnet import build_model
+
+    cfg, conf = _train_config(a, epochs=a.epochs, lr=a.lr)
+    history = None
+    if a.student_dir:
+        student, meta = load_model_dir(a.student_dir)
+        history = meta.get("history")
+    else:
+        models = conf.get("model", {})
+        if a.arch not in models:
+            raise InputError(a.conf or "--arch", f"no student architecture '{a.arch}' under 'model:'",
+                             fix=f"one of {sorted(models)}, or --student-dir")
+        arch = {k: v for k, v in models[a.arch].items() if k != "train"}
+        torch.manual_seed(cfg.seed)
+        student = build_model(dict(arch, feat_dim=load_fbank_config(a.train_dir).num_mel_bins,
+                                   num_tokens=load_lang(a.lang_dir).num_tokens))
+    distill(a.out_dir, a.teacher, student, a.train_dir, a.valid_dir, a.lang_dir, cfg, alpha=a.alpha,
+            temperature=a.temperature, hint_layer=a.hint_layer, teacher_hint_layer=a.teacher_hint_layer,
+            hint_weight=a.hint_weight, history=history)
+
+
+def _cmd_sweep_plot(a):
+    from asrcomp.compare import sweep_plot
+
+    sweep_plot(a.model_dirs, a.set, a.out)
+
+
 def _cmd_pack(a):
     from asrcomp.compress.pack import build_configs, pack
 
@@ -250,6 +335,51 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("model_dir")
         s.add_argument("data_dir")
         s.set_defaults(func=func)
+
+    def add_finetune(s):
+        s.add_argument("--conf", help="recipe YAML: its 'train:' section gives the fine-tuning defaults")
+        s.add_argument("--epochs", type=int, help="fine-tuning epochs (0: none)")
+        s.add_argument("--lr", type=float, help="peak learning rate")
+        s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training option")
+        s.add_argument("--device", help="auto | cpu | cuda")
+
+    s = add("compress", help="factorise layers of a model dir (svd | tt), fine-tune, write a new model dir")
+    s.add_argument("kind", choices=["svd", "tt"])
+    s.add_argument("--layers", help="regex over layer names (default: svd 'output', tt every hidden layer)")
+    s.add_argument("--rank", type=int, help="svd: rank k")
+    s.add_argument("--energy-threshold", type=float, help="svd: smallest rank keeping this fraction of sum(s^2)")
+    s.add_argument("--shrinkage-threshold", type=float, default=1.0,
+                   help="svd: leave a layer alone unless factorised it has <= this fraction of its weights")
+    s.add_argument("--method", choices=["tt", "tucker", "cp"], default="tt", help="tt: the factorisation")
+    s.add_argument("--modes", type=int, default=3, help="tt: number of modes d per dimension")
+    s.add_argument("--shapes", help="tt: mode shapes OUTxOUT..,INxIN.. (default: balanced factors)")
+    s.add_argument("--ranks", help="tt: rank (all bonds/modes) or ranks joined by ':'")
+    s.add_argument("--rel-error", type=float, help="tt: smallest uniform rank within this relative error")
+    s.add_argument("--warmup-steps", type=int, default=50)
+    add_finetune(s)
+    for arg in ("src_dir", "out_dir", "train_dir", "valid_dir", "lang_dir"):
+        s.add_argument(arg)
+    s.set_defaults(func=_cmd_compress)
+
+    s = add("distill", help="train a student model dir from a teacher's posteriors (+ CTC)")
+    s.add_argument("--teacher", required=True, help="teacher model dir")
+    s.add_argument("--arch", help="student architecture under the config's 'model:'")
+    s.add_argument("--student-dir", help="or start from this model dir (e.g. a factorised one)")
+    s.add_argument("--alpha", type=float, default=0.5, help="weight of the distillation term (0: CTC only)")
+    s.add_argument("--temperature", type=float, default=2.0)
+    s.add_argument("--hint-layer", help="FitNets hint: student layer (e.g. layers.3)")
+    s.add_argument("--teacher-hint-layer", help="teacher layer for the hint (default: same name)")
+    s.add_argument("--hint-weight", type=float, default=0.0)
+    add_finetune(s)
+    for arg in ("out_dir", "train_dir", "valid_dir", "lang_dir"):
+        s.add_argument(arg)
+    s.set_defaults(func=_cmd_distill)
+
+    s = add("sweep-plot", help="WER-vs-size table and PNG of a sweep's model dirs")
+    s.add_argument("--set", default="test")
+    s.add_argument("--out", required=True, help="output prefix: writes PREFIX.md and PREFIX.png")
+    s.add_argument("model_dirs", nargs="+")
+    s.set_defaults(func=_cmd_sweep_plot)
 
     s = add("pack", help="Deep Compression: prune, k-means weight sharing, Huffman -> model dir with model.acz")
     s.add_argument("--conf", help="recipe YAML: 'pack:' options, 'train:' options for the fine-tuning")
