@@ -166,7 +166,12 @@ def _cmd_distill(a):
 
     cfg, conf = _train_config(a, epochs=a.epochs, lr=a.lr)
     history = None
-    if a.student_dir:
+    if a.student_dir and a.from_scratch:  # the student dir's architecture, freshly initialised
+        from asrcomp.modeldir import read_model_yaml
+
+        torch.manual_seed(cfg.seed)
+        student = build_model(read_model_yaml(a.student_dir)["arch"])
+    elif a.student_dir:
         student, meta = load_model_dir(a.student_dir)
         history = meta.get("history")
     else:
@@ -245,6 +250,9 @@ def _cmd_config_get(a):
     node = yaml.safe_load(Path(a.conf).read_text())
     for key in a.key.split("."):
         if not isinstance(node, dict) or key not in node:
+            if a.default is not None:
+                print(a.default)
+                return
             raise InputError(a.conf, f"no key '{a.key}'", fix=f"add {a.key} to the config")
         node = node[key]
     print(" ".join(map(str, node)) if isinstance(node, list) else node)
@@ -365,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--teacher", required=True, help="teacher model dir")
     s.add_argument("--arch", help="student architecture under the config's 'model:'")
     s.add_argument("--student-dir", help="or start from this model dir (e.g. a factorised one)")
+    s.add_argument("--from-scratch", action="store_true",
+                   help="with --student-dir: its architecture only, randomly initialised")
     s.add_argument("--alpha", type=float, default=0.5, help="weight of the distillation term (0: CTC only)")
     s.add_argument("--temperature", type=float, default=2.0)
     s.add_argument("--hint-layer", help="FitNets hint: student layer (e.g. layers.3)")
@@ -410,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_compare)
 
     s = add("config-get", help="print one value of a YAML config (dotted key)")
+    s.add_argument("--default", help="print this when the key is missing (instead of failing)")
     s.add_argument("conf")
     s.add_argument("key")
     s.set_defaults(func=_cmd_config_get)
