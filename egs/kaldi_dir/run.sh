@@ -4,7 +4,7 @@
 # Zero code to port a corpus Kaldi already prepares. Set names are the source dirs' basenames.
 # Stages: 0 import (validate, copy, utt2dur, lhotse manifests, LM text = --lm-text + train transcripts)
 #   1 fbank  2 lang (+ train OOVs -> <UNK>)  3 n-gram LM  4 TLG graph  5 train  6 decode  7 compare
-#   8+ compression stages (svd, tt, distill, pack) when their steps/*.sh exist
+#   8+ the compression chain (config 'chain' and 'compress:'; steps/compress_chain.sh)
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -121,23 +121,15 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   cat $exp/results.md
 fi
 
-# Compression stages (read a model dir, write one of the same shape); run when their scripts exist.
-compress_stage() {  # <stage> <script> <out-suffix>
-  local n=$1 script=$2 suffix=$3 m
-  if [ $stage -le $n ] && [ $stop_stage -ge $n ]; then
-    if [ ! -x steps/$script ]; then log "stage $n: steps/$script not available yet; skipped"; return; fi
-    for m in $models; do
-      if [ ! -f $exp/${m}_$suffix/final.pt ]; then
-        log "stage $n: steps/$script $exp/$m -> $exp/${m}_$suffix"
-        steps/$script --conf $conf $exp/$m $exp/${m}_$suffix $data/$train_set $data/$dev_set $lang
-      fi
-      decode_model $exp/${m}_$suffix
-    done
-  fi
-}
-compress_stage 8 compress_svd.sh svd
-compress_stage 9 compress_tt.sh tt
-compress_stage 10 distill.sh distill
-compress_stage 11 pack.sh pack
+# Stages 8+: the compression chain of the config (steps/compress_chain.sh; see egs/synth),
+# then exp/<config>/results_all.{md,png}.
+if [ $stop_stage -ge 8 ]; then
+  all=""; for m in $models; do all="$all $exp/$m"; done
+  decode_sets=""; for s in $test_sets $dev_set; do decode_sets="$decode_sets $data/$s"; done
+  steps/compress_chain.sh --conf $conf --stage $stage --stop-stage $stop_stage --first-stage 8 \
+    --graph-dir $graph --decode-sets "$decode_sets" --nj $nj --cmd "$decode_cmd" --device $device \
+    --decode-opts "--beam $(get decode.beam) --acoustic-scale $(get decode.acoustic_scale) --blank-penalty $(get decode.blank_penalty)" \
+    --baselines "$all" $exp $data/$train_set $data/$dev_set $lang
+fi
 
 log "done"

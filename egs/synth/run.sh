@@ -137,78 +137,30 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   steps/compare_wer.sh --sets test,dev --out $exp/results.md $dirs
 fi
 
-# The compression chain: stage 8+i runs chain[i] on the previous model dir.
-chain=$(get_or chain "svd tt distill pack")
-base=$(get_or compress.base tdnn)
-prev=$exp/$base
-all=""; for m in $models; do all="$all $exp/$m"; done
-st=8
-for step in $chain; do
-  c=compress.$step
-  case $step in
-    tt) out=${prev}_$(get_or $c.method tt) ;;
-    *) out=${prev}_$step ;;
-  esac
-  extra=""  # comparison model dirs a stage writes beside its output
-  [ $step = distill ] && [ "$(get_or $c.compare true)" = True ] && extra="${prev}_ctc ${prev}_scratch"
-  if [ $stage -le $st ] && [ $stop_stage -ge $st ]; then
-    log "stage $st: $step: $prev -> $out"
-    train_args="$data/train $data/dev $lang"
-    case $step in
-      svd)
-        steps/compress_svd.sh --conf $conf --layers "$(get_or $c.layers output)" --rank $(get $c.rank) \
-          --epochs $(get_or $c.epochs 2) --lr $(get_or $c.lr 0.0005) --device $device $prev $out $train_args ;;
-      tt)
-        steps/compress_tt.sh --conf $conf --method $(get_or $c.method tt) --layers "$(get_or $c.layers 'layers\.\d+\.conv')" \
-          --modes $(get_or $c.modes 3) --rank $(get $c.rank) --epochs $(get_or $c.epochs 2) \
-          --lr $(get_or $c.lr 0.0005) --device $device $prev $out $train_args ;;
-      distill)
-        kd="--conf $conf --teacher $exp/$base --student-dir $prev --temperature $(get_or $c.temperature 2.0)
-            --epochs $(get_or $c.epochs 2) --lr $(get_or $c.lr 0.0005) --device $device"
-        for d in $out $extra; do
-          [ -f $d/model.yaml ] && { log "$d already trained"; continue; }
-          case $d in
-            $out) steps/distill.sh $kd --alpha $(get_or $c.alpha 0.5) $d $train_args ;;
-            *_ctc) steps/distill.sh $kd --alpha 0 $d $train_args ;;  # same student, CTC only
-            *_scratch) steps/distill.sh $kd --alpha 0 --from-scratch true $d $train_args ;;
-          esac
-        done ;;
-      pack)
-        if [ -f $out/model.yaml ]; then log "$out already packed"; else
-          steps/pack.sh --conf $conf --bits $(get_or $c.bits 5) --bits-output $(get_or $c.bits_output 4) \
-            --prune-sparsity $(get_or $c.prune_sparsity 0.0) --prune-epochs $(get_or $c.prune_epochs 0) \
-            --finetune-epochs $(get_or $c.finetune_epochs 0) --device $device $prev $out $train_args
-        fi ;;
-      *) echo "$0: unknown chain step '$step' in $conf (svd, tt, distill, pack)" >&2; exit 1 ;;
-    esac
-    for d in $out $extra; do decode_model $d; done
-  fi
-  all="$all $extra $out"
-  prev=$out
-  st=$((st + 1))
-done
-
-if [ $stage -le $st ] && [ $stop_stage -ge $st ]; then
-  log "stage $st: comparison table of every model"
-  steps/sweep_table.sh --graph-dir $graph --decode-sets "$data/test $data/dev" --nj $nj --cmd "$decode_cmd" \
+# Stages 8+: the compression chain (steps/compress_chain.sh), then the table of every model.
+last=$((8 + $(get_or chain "svd tt distill pack" | wc -w)))
+if [ $stop_stage -ge 8 ]; then
+  all=""; for m in $models; do all="$all $exp/$m"; done
+  steps/compress_chain.sh --conf $conf --stage $stage --stop-stage $stop_stage --first-stage 8 \
+    --graph-dir $graph --decode-sets "$data/test $data/dev" --nj $nj --cmd "$decode_cmd" --device $device \
     --decode-opts "--beam $(get decode.beam) --acoustic-scale $(get decode.acoustic_scale) --blank-penalty $(get decode.blank_penalty)" \
-    $exp/results_all $all
-  steps/compare_wer.sh --sets test,dev --out $exp/results_all.md $all
-  if [ "$config" = default ]; then
-    cp $exp/results_all.png RESULTS.png
-    { echo "# egs/synth results"
-      echo
-      echo "Produced by \`cd egs/synth && ./run.sh --config default\` (stages 0-$st) on $(nproc) CPU cores, $(date +%F)."
-      echo "WER in %, on the held-out-voice test and dev sets; RTF on one thread (network + search)."
-      echo "Rows: the baselines, then each compression stage applied to the row above it"
-      echo "(\`_ctc\`/\`_scratch\`: the distillation student trained with CTC only, from its init / from scratch)."
-      echo "bytes: final.pt, or model.acz for the packed model."
-      echo
-      cat $exp/results_all.md
-      echo
-      echo "![WER against bytes](RESULTS.png)"
-    } > RESULTS.md.tmp && mv RESULTS.md.tmp RESULTS.md
-  fi
+    --baselines "$all" $exp $data/train $data/dev $lang
+fi
+
+if [ $stage -le $last ] && [ $stop_stage -ge $last ] && [ "$config" = default ]; then
+  cp $exp/results_all.png RESULTS.png
+  { echo "# egs/synth results"
+    echo
+    echo "Produced by \`cd egs/synth && ./run.sh --config default\` (stages 0-$last) on $(nproc) CPU cores, $(date +%F)."
+    echo "WER in %, on the held-out-voice test and dev sets; RTF on one thread (network + search)."
+    echo "Rows: the baselines, then each compression stage applied to the row above it"
+    echo "(\`_ctc\` / \`_scratch\`: the distillation student trained with CTC only, from its init / from scratch)."
+    echo "bytes: final.pt, or model.acz for the packed model."
+    echo
+    cat $exp/results_all.md
+    echo
+    echo "![WER against bytes](RESULTS.png)"
+  } > RESULTS.md.tmp && mv RESULTS.md.tmp RESULTS.md
 fi
 
 log "done"

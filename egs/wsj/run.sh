@@ -13,7 +13,7 @@
 #   5  train the baseline models (config 'models') on train_si284, validated on test_dev93
 #   6  decode test_dev93 and test_eval92 with each graph; Kaldi's names decode_<lm>_<set> link to them
 #   7  comparison table exp/<config>/results.md
-#   8+ compression stages (svd, tt, distill, pack) when their steps/*.sh exist
+#   8+ the compression chain (svd, tt, distill, pack; config 'chain' and 'compress:'), then the table
 set -euo pipefail
 cd "$(dirname "$0")"
 . ./path.sh
@@ -155,24 +155,16 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   cat $exp/results.md
 fi
 
-# Compression stages: each reads a model dir and writes one of the same shape, decoded like the
-# baseline. They run when their scripts exist (steps/compress_*.sh, distill.sh, pack.sh).
-compress_stage() {  # <stage> <script> <out-suffix> [script options...]
-  local n=$1 script=$2 suffix=$3; shift 3
-  if [ $stage -le $n ] && [ $stop_stage -ge $n ]; then
-    if [ ! -x steps/$script ]; then log "stage $n: steps/$script not available yet; skipped"; return; fi
-    for m in $models; do
-      if [ ! -f $exp/${m}_$suffix/final.pt ]; then
-        log "stage $n: steps/$script $exp/$m -> $exp/${m}_$suffix"
-        steps/$script --conf $conf "$@" $exp/$m $exp/${m}_$suffix $data/$train_set $data/test_dev93 $lang
-      fi
-      decode_model $exp/${m}_$suffix
-    done
-  fi
-}
-compress_stage 8 compress_svd.sh svd
-compress_stage 9 compress_tt.sh tt
-compress_stage 10 distill.sh distill
-compress_stage 11 pack.sh pack
+# Stages 8+: the compression chain of the config (steps/compress_chain.sh; see egs/synth), decoded
+# with the first LM's graph; then exp/<config>/results_all.{md,png}.
+if [ $stop_stage -ge 8 ]; then
+  first_lm=${lms%% *}
+  all=""; for m in $models; do all="$all $exp/$m"; done
+  decode_sets=""; for s in $test_sets; do decode_sets="$decode_sets $data/$s"; done
+  steps/compress_chain.sh --conf $conf --stage $stage --stop-stage $stop_stage --first-stage 8 \
+    --graph-dir $graphs/$first_lm --decode-sets "$decode_sets" --nj $nj --cmd "$decode_cmd" --device $device \
+    --decode-opts "--beam $(get decode.beam) --acoustic-scale $(get decode.acoustic_scale) --blank-penalty $(get decode.blank_penalty)" \
+    --baselines "$all" $exp $data/$train_set $data/test_dev93 $lang
+fi
 
 log "done"
