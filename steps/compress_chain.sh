@@ -7,7 +7,7 @@
 # <exp-dir>/<compress.base>), then decodes it on every --decode-sets set. Options of each
 # entry come from the config's 'compress.<entry>' section:
 #   svd      steps/compress_svd.sh   layers, rank, epochs, lr
-#   tt       steps/compress_tt.sh    method (tt|tucker|cp), layers, modes, rank, epochs, lr
+#   tt       steps/compress_tt.sh    method (tt|tucker|cp), layers, modes, shapes, rank, epochs, lr
 #   distill  steps/distill.sh        the previous model as student of the base model (alpha,
 #            temperature, epochs, lr); with compare: true also the same student trained with
 #            CTC only (<dir>_ctc) and from scratch (<dir>_scratch)
@@ -57,7 +57,8 @@ for step in $(get_or chain "svd tt distill pack"); do
           --epochs $(get_or $c.epochs 2) --lr $(get_or $c.lr 0.0005) --device $device $prev $out "${train_args[@]}" ;;
       tt)
         $steps/compress_tt.sh --conf $conf --method $(get_or $c.method tt) \
-          --layers "$(get_or $c.layers 'layers\.\d+\.conv')" --modes $(get_or $c.modes 3) --rank $(get $c.rank) \
+          --layers "$(get_or $c.layers 'layers\.\d+\.conv')" --modes $(get_or $c.modes 3) \
+          --shapes "$(get_or $c.shapes '')" --rank $(get $c.rank) \
           --epochs $(get_or $c.epochs 2) --lr $(get_or $c.lr 0.0005) --device $device $prev $out "${train_args[@]}" ;;
       distill)
         kd="--conf $conf --teacher $exp/$base --student-dir $prev --temperature $(get_or $c.temperature 2.0)

@@ -23,11 +23,13 @@ def cp_params(row_shape, col_shape, rank: int) -> int:
 
 def cp_factors(w: torch.Tensor, row_shape, col_shape, rank: int, seed: int = 0, n_iter_max: int = 100):
     """``(weights: (R,), [A_1..A_d, B_1..B_d])`` of the ``(out, in)`` weight (numpy, float64)."""
+    import tensorly as tl
     from tensorly.decomposition import parafac
 
     check_shapes(row_shape, col_shape, *w.shape)
-    cp = parafac(tensor_of(w, row_shape, col_shape), rank=rank, init="random", random_state=seed,
-                 n_iter_max=n_iter_max, normalize_factors=True)
+    with tl.backend_context("numpy"):
+        cp = parafac(tensor_of(w, row_shape, col_shape), rank=rank, init="random", random_state=seed,
+                     n_iter_max=n_iter_max, normalize_factors=True)
     return np.asarray(cp.weights), [np.asarray(f) for f in cp.factors]
 
 

@@ -124,7 +124,8 @@ def spec(rank: int, layer: nn.Module) -> dict:
 
 def relative_error(w: torch.Tensor, approx: torch.Tensor) -> float:
     """``||w - approx||_F / ||w||_F``."""
-    return float(torch.linalg.norm((w - approx).double()) / max(float(torch.linalg.norm(w.double())), 1e-30))
+    w, approx = w.detach().double(), approx.detach().double()
+    return float(torch.linalg.norm(w - approx) / max(float(torch.linalg.norm(w)), 1e-30))
 
 
 __all__ = ["weight_matrix", "rank_for_energy", "svd_factors", "svd_params", "LowRankLinear", "LowRankConv1d",

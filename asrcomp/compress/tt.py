@@ -42,17 +42,20 @@ def tt_params(row_shape: list[int], col_shape: list[int], ranks: list[int]) -> i
 
 def tt_svd(w: torch.Tensor, row_shape: list[int], col_shape: list[int], ranks: list[int]) -> list[np.ndarray]:
     """TT-matrix cores of the ``(out, in)`` weight ``w`` at ``ranks`` (TensorLy's TT-SVD)."""
+    import tensorly as tl
     from tensorly.decomposition import tensor_train_matrix
 
     check_shapes(row_shape, col_shape, *w.shape)
-    return [np.asarray(f) for f in tensor_train_matrix(tensor_of(w, row_shape, col_shape), ranks).factors]
+    with tl.backend_context("numpy"):  # another library (e.g. tltorch) may have switched the global backend
+        return [np.asarray(f) for f in tensor_train_matrix(tensor_of(w, row_shape, col_shape), ranks).factors]
 
 
 def cores_to_matrix(cores: list[np.ndarray]) -> np.ndarray:
     """The dense ``(out, in)`` matrix of TT-matrix cores (for error reports)."""
     import tensorly as tl
 
-    t = tl.tt_matrix_to_tensor(cores)
+    with tl.backend_context("numpy"):
+        t = tl.tt_matrix_to_tensor(cores)
     d = len(cores)
     return np.asarray(t).reshape(math.prod(t.shape[:d]), -1)
 

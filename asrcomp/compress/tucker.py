@@ -33,10 +33,12 @@ def tucker_params(row_shape, col_shape, ranks) -> int:
 
 def tucker_factors(w: torch.Tensor, row_shape, col_shape, ranks, seed: int = 0):
     """``(core, [U_1..U_d, V_1..V_d])`` of the ``(out, in)`` weight (numpy, float64)."""
+    import tensorly as tl
     from tensorly.decomposition import tucker
 
     check_shapes(row_shape, col_shape, *w.shape)
-    core, factors = tucker(tensor_of(w, row_shape, col_shape), rank=list(ranks), random_state=seed)
+    with tl.backend_context("numpy"):
+        core, factors = tucker(tensor_of(w, row_shape, col_shape), rank=list(ranks), random_state=seed)
     return np.asarray(core), [np.asarray(f) for f in factors]
 
 
