@@ -152,7 +152,8 @@ def _cmd_compress(a):
         record = {"stage": a.method, "modes": a.modes, "shapes": a.shapes, "ranks": a.ranks,
                   "rel_error_target": a.rel_error}
     cfg = _finetune_config(a)
-    compress_model_dir(a.src_dir, a.out_dir, transform, record, a.train_dir, a.valid_dir, a.lang_dir, cfg)
+    compress_model_dir(a.src_dir, a.out_dir, transform, record, a.train_dir, a.valid_dir, a.lang_dir, cfg,
+                       checkpoint=a.from_checkpoint)
 
 
 def _cmd_distill(a):
@@ -364,6 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ranks", help="tt: rank (all bonds/modes) or ranks joined by ':'")
     s.add_argument("--rel-error", type=float, help="tt: smallest uniform rank within this relative error")
     s.add_argument("--warmup-steps", type=int, default=50)
+    s.add_argument("--from-checkpoint", help="start from this epoch-N.pt of the source's training, not final.pt "
+                                             "(SVD during training)")
     add_finetune(s)
     for arg in ("src_dir", "out_dir", "train_dir", "valid_dir", "lang_dir"):
         s.add_argument(arg)

@@ -6,7 +6,8 @@
 # 'chain' (default: svd tt distill pack) on the previous entry's model dir (the first on
 # <exp-dir>/<compress.base>), then decodes it on every --decode-sets set. Options of each
 # entry come from the config's 'compress.<entry>' section:
-#   svd      steps/compress_svd.sh   layers, rank, epochs, lr
+#   svd      steps/compress_svd.sh   layers, rank, epochs, lr; with during_training_epoch: N also
+#            <dir>_svd_during_training: SVD of epoch-N.pt, then during_training_epochs more epochs
 #   tt       steps/compress_tt.sh    method (tt|tucker|cp), layers, modes, shapes, rank, epochs, lr
 #   distill  steps/distill.sh        the previous model as student of the base model (alpha,
 #            temperature, epochs, lr); with compare: true also the same student trained with
@@ -49,12 +50,19 @@ for step in $(get_or chain "svd tt distill pack"); do
   esac
   extra=""  # comparison model dirs a stage writes beside its output
   [ $step = distill ] && [ "$(get_or $c.compare true)" = True ] && extra="${prev}_ctc ${prev}_scratch"
+  dt_epoch=$(get_or $c.during_training_epoch "")  # svd: also restructure epoch-N.pt and train on
+  [ $step = svd ] && [ -n "$dt_epoch" ] && extra="${prev}_svd_during_training"
   if [ $stage -le $st ] && [ $stop_stage -ge $st ]; then
     log "stage $st: $step: $prev -> $out"
     case $step in
       svd)
         $steps/compress_svd.sh --conf $conf --layers "$(get_or $c.layers output)" --rank $(get $c.rank) \
-          --epochs $(get_or $c.epochs 2) --lr $(get_or $c.lr 0.0005) --device $device $prev $out "${train_args[@]}" ;;
+          --epochs $(get_or $c.epochs 2) --lr $(get_or $c.lr 0.0005) --device $device $prev $out "${train_args[@]}"
+        if [ -n "$extra" ]; then
+          $steps/compress_svd.sh --conf $conf --layers "$(get_or $c.layers output)" --rank $(get $c.rank) \
+            --from-checkpoint $prev/epoch-$dt_epoch.pt --epochs $(get $c.during_training_epochs) \
+            --lr $(get_or $c.during_training_lr 0.001) --device $device $prev $extra "${train_args[@]}"
+        fi ;;
       tt)
         $steps/compress_tt.sh --conf $conf --method $(get_or $c.method tt) \
           --layers "$(get_or $c.layers 'layers\.\d+\.conv')" --modes $(get_or $c.modes 3) \

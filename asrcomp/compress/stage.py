@@ -152,10 +152,12 @@ def log_reports(reports: list[dict]) -> None:
 
 
 def compress_model_dir(src_dir: str | os.PathLike, out_dir: str | os.PathLike, transform, record: dict,
-                       train_dir, valid_dir, lang_dir, cfg) -> Path:
+                       train_dir, valid_dir, lang_dir, cfg, checkpoint: str | os.PathLike | None = None) -> Path:
     """Load ``src_dir``, apply ``transform(model) -> reports``, fine-tune for ``cfg.epochs`` and save ``out_dir``.
 
-    ``transform`` raises ValueError for bad options; nothing is written then.
+    ``checkpoint``: start from this ``epoch-N.pt`` of ``src_dir``'s training instead of its
+    ``final.pt`` (restructuring part-way through training, then training on: the SVD
+    paper's approach 2). ``transform`` raises ValueError for bad options; nothing is written then.
     """
     from asrcomp.modeldir import check_token_set, load_model_dir, save_model_dir
     from asrcomp.nnet import count_params
@@ -167,6 +169,13 @@ def compress_model_dir(src_dir: str | os.PathLike, out_dir: str | os.PathLike, t
         raise InputError(out_dir, "output model dir is the input model dir", fix="write to a new dir")
     model, meta = load_model_dir(src_dir)
     check_token_set(src_dir, Path(lang_dir) / "tokens.txt")
+    if checkpoint is not None:
+        try:
+            model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
+        except (OSError, KeyError, RuntimeError) as e:
+            raise InputError(checkpoint, f"not a training checkpoint of {src_dir}: {e}",
+                             fix="pass an epoch-N.pt written by the training of that model dir") from e
+        record = dict(record, checkpoint=str(checkpoint))
     n_before = count_params(model)
     valid = load_ctc_data(valid_dir, lang_dir, model.subsampling_factor)
     loss_before = validation_loss(model, valid, cfg.max_frames, "cpu")

@@ -1,0 +1,51 @@
+"""The compression chain of a recipe (steps/compress_chain.sh) end to end on the quick corpus:
+every stage writes a model dir that decodes, each reads the previous one, and the table has
+a row per model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from asrcomp.modeldir import read_model_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compress_chain_runs_every_stage_and_tabulates(quick_data, quick_tdnn, tmp_path):
+    exp = tmp_path / "exp"
+    shutil.copytree(quick_tdnn, exp / "tdnn")
+    conf = tmp_path / "conf.yaml"
+    conf.write_text(yaml.safe_dump({
+        "train": {"max_frames": 3000, "warmup_steps": 5, "avg": 1, "num_threads": 1},
+        "chain": ["svd", "tt", "distill", "pack"],
+        "compress": {
+            "base": "tdnn",
+            "svd": {"rank": 24, "epochs": 1, "during_training_epoch": 1, "during_training_epochs": 1},
+            "tt": {"method": "tt", "layers": r"layers\.[12]\.conv", "modes": 2, "rank": 8, "epochs": 0},
+            "distill": {"alpha": 0.5, "epochs": 1, "compare": True},
+            "pack": {"bits": 5, "bits_output": 4, "prune_sparsity": 0.5, "prune_epochs": 0, "finetune_epochs": 0},
+        }}))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    cmd = [str(ROOT / "steps/compress_chain.sh"), "--conf", str(conf), "--graph-dir",
+           str(quick_data / "lang_bpe500_3gram"), "--decode-sets", str(quick_data / "test"), "--nj", "1",
+           "--device", "cpu", str(exp), str(quick_data / "train"), str(quick_data / "dev"),
+           str(quick_data / "lang_bpe500")]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    chain = ["tdnn_svd", "tdnn_svd_tt", "tdnn_svd_tt_distill", "tdnn_svd_tt_distill_pack"]
+    extra = ["tdnn_svd_during_training", "tdnn_svd_tt_ctc", "tdnn_svd_tt_scratch"]
+    for name in chain + extra:
+        assert (exp / name / "decode_test_lang_bpe500_3gram" / "wer").read_text().startswith("%WER"), name
+    stages = [h["stage"] for h in read_model_yaml(exp / chain[-1])["history"]]
+    assert stages[:4] == ["train", "svd", "tt", "distill"] and "pack" in stages[-1]
+    assert (exp / chain[-1] / "model.acz").stat().st_size < (exp / "tdnn" / "final.pt").stat().st_size
+    assert read_model_yaml(exp / "tdnn_svd_during_training")["history"][-1]["checkpoint"].endswith("epoch-1.pt")
+    table = (exp / "results_all.md").read_text()
+    assert all(f"| {name} |" in table for name in chain + extra)
+    assert (exp / "results_all.png").stat().st_size > 1000
