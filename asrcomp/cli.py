@@ -19,8 +19,9 @@ log = logging.getLogger("asrcomp")
 
 
 def _cmd_make_fbank(a):
-    from asrcomp.features import FbankConfig, make_fbank
     import yaml
+
+    from asrcomp.features import FbankConfig, make_fbank
 
     opts = yaml.safe_load(Path(a.conf).read_text()) if a.conf else {}
     opts = (opts or {}).get("fbank", opts or {})

@@ -4,7 +4,6 @@ honest FLOPs, model dirs that round-trip and decode, and clear errors."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -9,7 +9,8 @@ from tests.conftest import write_tone_wav
 
 
 def test_fbank_matches_lhotse_extractor(tmp_path):
-    from lhotse.features.kaldi.extractors import Fbank, FbankConfig as LhotseFbankConfig
+    from lhotse.features.kaldi.extractors import Fbank
+    from lhotse.features.kaldi.extractors import FbankConfig as LhotseFbankConfig
 
     pcm = write_tone_wav(tmp_path / "a.wav", 1.0, 440.0)
     x = pcm.astype(np.float32) / 32768

@@ -36,7 +36,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
 import struct
 import tempfile
@@ -52,7 +51,7 @@ from torch import nn
 from asrcomp.compress import huffman
 from asrcomp.compress.kmeans import check_bits, quantize
 from asrcomp.compress.prune import MaskHooks, prune_model
-from asrcomp.utils import InputError, atomic_open, atomic_path, options_from_dict
+from asrcomp.utils import InputError, atomic_open, options_from_dict
 
 log = logging.getLogger(__name__)
 
