@@ -83,23 +83,16 @@ def _cmd_validate_data_dir(a):
 def _cmd_train(a):
     import yaml
 
-    from asrcomp.train import TrainConfig, train
+    from asrcomp.train import train
 
-    conf = yaml.safe_load(Path(a.conf).read_text()) if a.conf else {}
-    opts = dict((conf or {}).get("train", {}))
-    models = (conf or {}).get("model", {})
+    models = ((yaml.safe_load(Path(a.conf).read_text()) if a.conf else None) or {}).get("model", {})
+    arch = {}
     if a.arch:
         if a.arch not in models:
             raise InputError(a.conf, f"no model '{a.arch}' under 'model:'", fix=f"one of {sorted(models)}")
         arch = dict(models[a.arch])
-        opts.update(arch.pop("train", None) or {})  # per-model training overrides
-        opts["arch"] = arch
-    for kv in a.set or []:
-        k, _, v = kv.partition("=")
-        opts[k] = yaml.safe_load(v)
-    if a.device:
-        opts["device"] = a.device
-    cfg = TrainConfig.from_dict(opts, where=a.conf or "--set")
+    cfg, _ = _train_config(a, **(arch.pop("train", None) or {}))  # per-model training overrides
+    cfg.arch = arch or cfg.arch
     if not cfg.arch:
         raise InputError(a.conf or "train", "no model architecture given", fix="pass --arch tdnn|dnn with --conf")
     train(a.exp_dir, a.train_dir, a.valid_dir, a.lang_dir, cfg)
@@ -119,7 +112,6 @@ def _train_config(a, **overrides):
         opts[k] = yaml.safe_load(v)
     if getattr(a, "device", None):
         opts["device"] = a.device
-    opts.pop("arch", None)
     return TrainConfig.from_dict(opts, where=a.conf or "--set"), conf
 
 

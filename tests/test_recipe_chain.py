@@ -49,3 +49,21 @@ def test_compress_chain_runs_every_stage_and_tabulates(quick_data, quick_tdnn, t
     table = (exp / "results_all.md").read_text()
     assert all(f"| {name} |" in table for name in chain + extra)
     assert (exp / "results_all.png").stat().st_size > 1000
+
+
+def test_svd_sweep_mode_writes_one_model_per_rank_and_a_plot(quick_data, quick_tdnn, tmp_path):
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    out = tmp_path / "svd"
+    cmd = [str(ROOT / "steps/compress_svd.sh"), "--ranks", "8,16", "--epochs", "0", "--graph-dir",
+           str(quick_data / "lang_bpe500_3gram"), "--decode-sets", str(quick_data / "test"), "--nj", "1",
+           str(quick_tdnn), str(out), str(quick_data / "train"), str(quick_data / "dev"),
+           str(quick_data / "lang_bpe500")]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    ranks = {r: read_model_yaml(tmp_path / f"svd_r{r}")["history"][-1]["layers"][0]["rank"] for r in (8, 16)}
+    assert ranks == {8: 8, 16: 16}
+    params = [read_model_yaml(tmp_path / f"svd_r{r}")["num_params"] for r in (8, 16)]
+    assert params[0] < params[1] < read_model_yaml(quick_tdnn)["num_params"]
+    table = (tmp_path / "svd_sweep.md").read_text()
+    assert "| svd_r8 |" in table and "| svd_r16 |" in table and f"| {quick_tdnn.name} |" in table
+    assert (tmp_path / "svd_sweep.png").stat().st_size > 1000
