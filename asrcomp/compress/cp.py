@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from asrcomp.compress.dense import FactorizedDense, check_shapes, geometry, tensor_of
+from asrcomp.compress.dense import FactorizedDense, check_shapes, tensor_of
 
 
 def cp_params(row_shape, col_shape, rank: int) -> int:
@@ -42,6 +42,8 @@ def khatri_rao(factors) -> torch.Tensor:
 
 
 class CpDense(FactorizedDense):
+    rank_key = "rank"
+
     def __init__(self, in_features: int, out_features: int, bias: bool, conv: dict | None,
                  row_shape: list[int], col_shape: list[int], rank: int):
         super().__init__(in_features, out_features, bias, conv)
@@ -54,12 +56,6 @@ class CpDense(FactorizedDense):
                                             for o in row_shape)
         self.col_factors = nn.ParameterList(nn.Parameter(torch.randn(c, self.rank) / math.sqrt(c))
                                             for c in col_shape)
-
-    @classmethod
-    def from_spec(cls, base: nn.Module, spec: dict) -> "CpDense":
-        g = geometry(base)
-        return cls(g["in_features"], g["out_features"], base.bias is not None, g["conv"], spec["row_shape"],
-                   spec["col_shape"], spec["rank"])
 
     def spec(self) -> dict:
         return {"method": "cp", "row_shape": self.row_shape, "col_shape": self.col_shape, "rank": self.rank}

@@ -84,6 +84,15 @@ class FactorizedDense(nn.Module):
         self.in_features, self.out_features, self.conv = in_features, out_features, conv
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
 
+    rank_key = "ranks"  # the spec key the subclass's last constructor argument comes from
+
+    @classmethod
+    def from_spec(cls, base: nn.Module, spec: dict) -> "FactorizedDense":
+        """An untrained layer of ``spec``'s shapes and ranks standing for the Linear/Conv1d ``base``."""
+        g = geometry(base)
+        return cls(g["in_features"], g["out_features"], base.bias is not None, g["conv"], spec["row_shape"],
+                   spec["col_shape"], spec[cls.rank_key])
+
     def apply_rows(self, x: torch.Tensor) -> torch.Tensor:  # (M, in) -> (M, out)
         raise NotImplementedError
 

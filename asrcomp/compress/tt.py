@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from asrcomp.compress.dense import FactorizedDense, check_shapes, geometry, tensor_of
+from asrcomp.compress.dense import FactorizedDense, check_shapes, tensor_of
 
 
 def full_ranks(row_shape: list[int], col_shape: list[int]) -> list[int]:
@@ -72,12 +72,6 @@ class TtDense(FactorizedDense):
         self.cores = nn.ParameterList(
             nn.Parameter(torch.randn(self.ranks[k], o, c, self.ranks[k + 1]) / math.sqrt(c * self.ranks[k]))
             for k, (o, c) in enumerate(zip(row_shape, col_shape)))
-
-    @classmethod
-    def from_spec(cls, base: nn.Module, spec: dict) -> "TtDense":
-        g = geometry(base)
-        return cls(g["in_features"], g["out_features"], base.bias is not None, g["conv"], spec["row_shape"],
-                   spec["col_shape"], spec["ranks"])
 
     def spec(self) -> dict:
         return {"method": "tt", "row_shape": self.row_shape, "col_shape": self.col_shape, "ranks": self.ranks}

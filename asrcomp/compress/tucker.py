@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from asrcomp.compress.dense import FactorizedDense, check_shapes, geometry, tensor_of
+from asrcomp.compress.dense import FactorizedDense, check_shapes, tensor_of
 
 
 def normalize_ranks(ranks: int | list[int], row_shape: list[int], col_shape: list[int]) -> list[int]:
@@ -60,12 +60,6 @@ class TuckerDense(FactorizedDense):
                                             for o, p in zip(row_shape, self.ranks[:d]))
         self.col_factors = nn.ParameterList(nn.Parameter(torch.linalg.qr(torch.randn(c, q))[0])
                                             for c, q in zip(col_shape, self.ranks[d:]))
-
-    @classmethod
-    def from_spec(cls, base: nn.Module, spec: dict) -> "TuckerDense":
-        g = geometry(base)
-        return cls(g["in_features"], g["out_features"], base.bias is not None, g["conv"], spec["row_shape"],
-                   spec["col_shape"], spec["ranks"])
 
     def spec(self) -> dict:
         return {"method": "tucker", "row_shape": self.row_shape, "col_shape": self.col_shape, "ranks": self.ranks}
