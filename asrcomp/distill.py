@@ -81,7 +81,7 @@ class DistillLoss:
             if hs.shape != ht.shape:
                 raise ValueError(f"hint layers give {tuple(hs.shape)} (student, projected) and {tuple(ht.shape)} "
                                  "(teacher): pick layers at the same frame rate")
-            loss = loss + self.hint_weight * ((hs - ht) ** 2).sum()
+            loss = loss + self.hint_weight * ((hs.float() - ht.float()) ** 2).sum()  # fp32 sum under amp
         return loss
 
 

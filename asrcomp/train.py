@@ -52,6 +52,9 @@ class TrainConfig:
     time_width: int = 20
     num_threads: int = 0  # 0: cores / processes
     device: str = "auto"  # auto | cpu | cuda
+    # mixed precision: "bf16" runs the forward (and so the backward) of matmuls and convolutions in
+    # bfloat16 under torch.autocast, weights and the optimiser stay float32; "none": float32 only
+    amp: str = "none"  # none | bf16
     arch: dict = field(default_factory=dict)
 
     @classmethod
@@ -160,7 +163,7 @@ def spec_augment(x: torch.Tensor, x_lens: torch.Tensor, cfg: TrainConfig, gen: t
 def ctc_loss_sum(model, x, x_lens, y, y_lens) -> torch.Tensor:
     """Summed CTC loss (nats) of a batch; blank = 0."""
     log_probs, out_lens = model(x, x_lens)
-    return F.ctc_loss(log_probs.transpose(0, 1), y, out_lens, y_lens, blank=0, reduction="sum",
+    return F.ctc_loss(log_probs.float().transpose(0, 1), y, out_lens, y_lens, blank=0, reduction="sum",
                       zero_infinity=True)
 
 
@@ -206,6 +209,24 @@ def _device(cfg: TrainConfig) -> torch.device:
     if cfg.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(cfg.device)
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The dtype ``cfg.amp`` asks for on ``device``, or None for float32.
+
+    bf16 without native support (no AVX512-BF16/AMX on the CPU, or a GPU without
+    bf16) would be emulated and slower than float32: then a warning and None.
+    """
+    if cfg.amp == "none":
+        return None
+    if cfg.amp != "bf16":
+        raise InputError("train config", f"amp: unknown value {cfg.amp!r}", fix="amp: none or amp: bf16")
+    native = (torch.cuda.is_bf16_supported() if device.type == "cuda"
+              else torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if not native:
+        log.warning("amp: bf16 is not supported natively on this %s; training in float32", device.type)
+        return None
+    return torch.bfloat16
 
 
 def train(exp_dir: str | os.PathLike, train_dir: str | os.PathLike, valid_dir: str | os.PathLike,
@@ -267,8 +288,10 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // world))
     torch.manual_seed(cfg.seed)
+    amp_dtype = autocast_dtype(cfg, device)
     model = model.to(device)
-    log.info("model: %s, %d parameters", model.arch().get("type"), count_params(model))
+    log.info("model: %s, %d parameters, %s", model.arch().get("type"), count_params(model),
+             f"mixed precision {amp_dtype}" if amp_dtype else "float32")
     train_data = load_ctc_data(train_dir, lang_dir, model.subsampling_factor)
     valid_data = load_ctc_data(valid_dir, lang_dir, model.subsampling_factor)
     log.info("train: %d utterances, %d frames; valid: %d utterances", len(train_data.utts),
@@ -317,7 +340,8 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
                 x = spec_augment(x, x_lens, cfg, gen)
             x, x_lens, y, y_lens = x.to(device), x_lens.to(device), y.to(device), y_lens.to(device)
             n_tok = int(y_lens.sum())
-            loss = loss_fn(ddp_model, x, x_lens, y, y_lens)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = loss_fn(ddp_model, x, x_lens, y, y_lens)
             opt.zero_grad(set_to_none=True)
             (loss / n_tok).backward()
             if hooks.after_backward:

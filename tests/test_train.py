@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from asrcomp.modeldir import load_model_dir
-from asrcomp.train import TrainConfig, make_batches, param_checksum, train
+import torch
+
+from asrcomp.train import TrainConfig, autocast_dtype, make_batches, param_checksum, train
 from asrcomp.utils import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +113,29 @@ def test_ddp_two_processes(quick_data, tmp_path):
     h = _history(exp)
     assert h[-1]["train_loss"] < h[0]["train_loss"]
     assert (exp / "final.pt").is_file()
+
+
+@pytest.mark.skipif(autocast_dtype(TrainConfig(amp="bf16"), torch.device("cpu")) is None,
+                    reason="this CPU has no native bfloat16")
+def test_bf16_mixed_precision_trains_like_float32_and_is_deterministic(trained, quick_data, tmp_path, caplog):
+    runs = [tmp_path / "a", tmp_path / "b"]
+    with caplog.at_level("INFO", logger="asrcomp.train"):
+        for exp in runs:
+            train(exp, *_train_args(quick_data), _cfg(epochs=4, amp="bf16"))
+    assert "mixed precision torch.bfloat16" in caplog.text
+    h, h32 = _history(runs[0]), _history(trained)  # trained: the same run in float32
+    assert h[-1]["train_loss"] < 0.6 * h[0]["train_loss"]
+    assert h[-1]["valid_loss"] == pytest.approx(h32[-1]["valid_loss"], rel=0.1)
+    assert h[-1]["valid_loss"] != h32[-1]["valid_loss"]  # it did run in bfloat16
+    sums = [param_checksum(load_model_dir(exp)[0]) for exp in runs]
+    assert sums[0] == sums[1]
+    assert load_model_dir(runs[0])[1]["history"][-1]["config"]["amp"] == "bf16"
+
+
+def test_unknown_amp_is_a_clear_error(quick_data, tmp_path):
+    with pytest.raises(InputError, match="amp: unknown value 'fp8'"):
+        train(tmp_path / "x", *_train_args(quick_data), _cfg(amp="fp8"))
+    assert not (tmp_path / "x").exists()
 
 
 def test_unknown_option_is_a_clear_error():

@@ -98,7 +98,7 @@ class Dnn(nn.Module):
         h = x[n[:, None], idx].reshape(len(n), -1)  # (M, (2*splice+1) * F)
         for layer in self.layers:
             h = layer(h)
-        lp = self.output(h).log_softmax(dim=-1)  # (M, V)
+        lp = self.output(h).float().log_softmax(dim=-1)  # (M, V)
         t_out = (T - 1) // self.subsampling_factor + 1 if T > 0 else 0
         out = lp.new_full((N, t_out, self.num_tokens), -math.log(self.num_tokens))
         out[n, j] = lp

@@ -157,7 +157,7 @@ class Tdnn(nn.Module):
         lens = x_lens
         for layer in self.layers:
             h, lens = layer(h, lens)
-        return self.output(h.transpose(1, 2)).log_softmax(dim=-1), lens
+        return self.output(h.transpose(1, 2)).float().log_softmax(dim=-1), lens
 
 
 def check_input(x: torch.Tensor, x_lens: torch.Tensor, feat_dim: int) -> None:
