@@ -30,6 +30,13 @@ def _cmd_make_fbank(a):
     make_fbank(a.data_dir, a.feat_dir, FbankConfig.from_dict(opts, where=a.conf or "--cmvn"), nj=a.nj)
 
 
+def _cmd_perturb_speed(a):
+    from asrcomp.perturb import perturb_data_dir_speed
+
+    d = perturb_data_dir_speed(a.src_dir, a.dst_dir, [float(f) for f in a.factors.replace(",", " ").split()])
+    print(f"{a.dst_dir}: {len(d.utts)} utterances, {len(d.spk2utt)} speakers (speeds {a.factors})")
+
+
 def _cmd_prepare_lang(a):
     from asrcomp.lang import prepare_lang
 
@@ -277,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("data_dir")
     s.add_argument("feat_dir")
     s.set_defaults(func=_cmd_make_fbank)
+
+    s = add("perturb-speed", help="copy a data dir once per speed factor (sox speed pipes in wav.scp)")
+    s.add_argument("--factors", default="0.9,1.0,1.1", help="comma- or space-separated, e.g. 0.9,1.0,1.1")
+    s.add_argument("src_dir")
+    s.add_argument("dst_dir")
+    s.set_defaults(func=_cmd_perturb_speed)
 
     s = add("prepare-lang", help="lexicon, tokens (phone|bpe), words, L_disambig.fst")
     s.add_argument("--token-type", choices=["phone", "bpe"], default="bpe")

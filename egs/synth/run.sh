@@ -3,7 +3,8 @@
 #   ./run.sh [--config quick|default] [--stage N] [--stop-stage M] [--nj 2] [--data DIR]
 # Stages (each skips outputs that are already complete):
 #   0  synthesise the corpus: data/{train,dev,test}, lhotse manifests, LM text
-#   1  fbank features + CMVN
+#   1  fbank features + CMVN (and, if the config lists speed_perturb factors, data/train_sp:
+#      Kaldi's speed-perturbed copies of train, on which stage 5 trains the baselines)
 #   2  lang dir (lexicon, tokens, L_disambig.fst)
 #   3  3-gram LM (ARPA) and its perplexity on test
 #   4  decoding graph TLG.fst
@@ -51,6 +52,9 @@ models=${models:-$(get models)}
 if [ "$token_type" = bpe ]; then lang=$data/lang_bpe$bpe_vocab_size; else lang=$data/lang_phone; fi
 lm=$data/lm/${lm_order}gram.arpa
 graph=${lang}_${lm_order}gram
+speed_perturb=$(get_or speed_perturb "")
+sets="train dev test"; train_set=train
+if [ -n "$speed_perturb" ]; then train_set=train_sp; sets="$sets train_sp"; fi
 
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   if [ -f $data/.corpus.done ] && [ "$(get corpus)" = "$(cat $data/.corpus.done)" ]; then
@@ -64,7 +68,11 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  for s in train dev test; do
+  if [ -n "$speed_perturb" ] && ! [ $data/train_sp/wav.scp -nt $data/train/wav.scp ]; then
+    log "stage 1: speed-perturbed training set $data/train_sp (factors $speed_perturb)"
+    steps/perturb_data_dir_speed.sh --factors "$speed_perturb" $data/train $data/train_sp
+  fi
+  for s in $sets; do
     if [ -f $data/$s/feats.scp ] && [ $data/$s/feats.scp -nt $data/$s/wav.scp ]; then
       log "stage 1: features for $s already complete"; continue
     fi
@@ -81,7 +89,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     steps/prepare_lang.sh --token-type $token_type --bpe-vocab-size $bpe_vocab_size \
       --bpe-text $data/local/lm_text.txt $lang $data/local/vocab.txt
   fi
-  for s in train dev test; do
+  for s in $sets; do
     asrcomp validate-data-dir --lang-dir $lang $data/$s
   done
 fi
@@ -113,7 +121,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
       log "stage 5: $exp/$m already trained"; continue
     fi
     log "stage 5: training $m into $exp/$m (log: $exp/$m/log/train.log)"
-    steps/train.sh --conf $conf --arch $m --nproc $nproc --device $device $exp/$m $data/train $data/dev $lang
+    steps/train.sh --conf $conf --arch $m --nproc $nproc --device $device $exp/$m $data/$train_set $data/dev $lang
   done
 fi
 
