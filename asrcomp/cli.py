@@ -34,7 +34,7 @@ def _cmd_perturb_speed(a):
     from asrcomp.perturb import perturb_data_dir_speed
 
     d = perturb_data_dir_speed(a.src_dir, a.dst_dir, [float(f) for f in a.factors.replace(",", " ").split()])
-    print(f"{a.dst_dir}: {len(d.utts)} utterances, {len(d.spk2utt)} speakers (speeds {a.factors})")
+    log.info("%s: %d utterances, %d speakers (speeds %s)", a.dst_dir, len(d.utts), len(d.spk2utt), a.factors)
 
 
 def _cmd_prepare_lang(a):

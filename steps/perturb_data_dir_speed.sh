@@ -8,5 +8,6 @@ factors="0.9 1.0 1.1"
 . "$(dirname "$0")/parse_options.sh"
 set -- "${args[@]}"
 [ $# -eq 2 ] || { echo "usage: $0 [--factors '0.9 1.0 1.1'] <src-data-dir> <dst-data-dir>" >&2; exit 1; }
-mkdir -p "$2/log"
-exec asrcomp --log-file "$2/log/perturb_speed.log" perturb-speed --factors "$factors" "$1" "$2"
+logdir=$(dirname "$2")/log
+mkdir -p "$logdir"
+exec asrcomp --log-file "$logdir/perturb_speed_$(basename "$2").log" perturb-speed --factors "$factors" "$1" "$2"

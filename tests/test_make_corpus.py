@@ -87,9 +87,18 @@ def test_recipe_stages_0_to_4_quick(quick_data):
         assert (data / f).is_file(), f
     ppl = (data / "lm" / "3gram.ppl").read_text()
     assert "0 OOVs" in ppl and 2 < float(ppl.split("ppl=")[1]) < 200
+    # the config's speed_perturb: train_sp holds train at speeds 0.9, 1.0, 1.1, with features
+    train, train_sp = read_data_dir(data / "train"), read_data_dir(data / "train_sp", need_features=True)
+    assert len(train_sp.utts) == 3 * len(train.utts)
+    assert len(train_sp.spk2utt) == 3 * len(train.spk2utt)
+    u = train.utts[0]
+    frames = dict(line.split() for line in (data / "train_sp" / "utt2num_frames").read_text().splitlines())
+    assert int(frames[f"sp0.9-{u}"]) > int(frames[u]) > int(frames[f"sp1.1-{u}"])
+    sp_mtime = (data / "train_sp" / "wav.scp").stat().st_mtime
     run = [str(ROOT / "egs/synth/run.sh"), "--config", "quick", "--data", str(data), "--stop-stage", "4"]
     again = subprocess.run(run, capture_output=True, text=True)
-    assert again.returncode == 0 and again.stdout.count("already complete") >= 5
+    assert again.returncode == 0 and again.stdout.count("already complete") >= 6
+    assert (data / "train_sp" / "wav.scp").stat().st_mtime == sp_mtime
 
 
 def test_unknown_corpus_option_names_the_config(tmp_path):
