@@ -33,7 +33,11 @@ def _cmd_make_fbank(a):
 def _cmd_perturb_speed(a):
     from asrcomp.perturb import perturb_data_dir_speed
 
-    d = perturb_data_dir_speed(a.src_dir, a.dst_dir, [float(f) for f in a.factors.replace(",", " ").split()])
+    try:
+        d = perturb_data_dir_speed(a.src_dir, a.dst_dir, [float(f) for f in a.factors.replace(",", " ").split()])
+    except ValueError as e:  # a factor that is no number, not positive, or repeated
+        raise InputError("--factors", f"{a.factors!r}: {e}",
+                         fix="distinct positive speeds, e.g. '0.9 1.0 1.1' (a recipe's speed_perturb)") from e
     log.info("%s: %d utterances, %d speakers (speeds %s)", a.dst_dir, len(d.utts), len(d.spk2utt), a.factors)
 
 

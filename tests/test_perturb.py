@@ -58,3 +58,12 @@ def test_bad_speed_factors_are_refused_before_writing(tone_data_dir, tmp_path, f
     with pytest.raises(ValueError, match="distinct and positive"):
         perturb_data_dir_speed(tone_data_dir, tmp_path / "sp", factors)
     assert not (tmp_path / "sp").exists()
+
+
+def test_cli_names_bad_factors_and_the_fix(tone_data_dir, tmp_path, capsys):
+    from asrcomp.cli import main
+
+    assert main(["perturb-speed", "--factors", "0.9 fast", str(tone_data_dir), str(tmp_path / "sp")]) == 2
+    err = capsys.readouterr().err
+    assert "--factors: '0.9 fast'" in err and "fix: distinct positive speeds" in err
+    assert not (tmp_path / "sp").exists()

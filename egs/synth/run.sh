@@ -68,9 +68,11 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
-  if [ -n "$speed_perturb" ] && ! [ $data/train_sp/wav.scp -nt $data/train/wav.scp ]; then
+  if [ -n "$speed_perturb" ] && ! { [ $data/train_sp/wav.scp -nt $data/train/wav.scp ] &&
+      [ "$(cat $data/train_sp/.speed_perturb.done 2>/dev/null)" = "$speed_perturb" ]; }; then
     log "stage 1: speed-perturbed training set $data/train_sp (factors $speed_perturb)"
     steps/perturb_data_dir_speed.sh --factors "$speed_perturb" $data/train $data/train_sp
+    echo "$speed_perturb" > $data/train_sp/.speed_perturb.done  # the factors it was made with
   fi
   for s in $sets; do
     if [ -f $data/$s/feats.scp ] && [ $data/$s/feats.scp -nt $data/$s/wav.scp ]; then
