@@ -91,7 +91,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
     steps/prepare_lang.sh --token-type $token_type --bpe-vocab-size $bpe_vocab_size \
       --bpe-text $data/local/lm_text.txt $lang $data/local/vocab.txt
   fi
-  for s in $sets; do
+  for s in train dev test; do  # train_sp's transcripts are train's
     asrcomp validate-data-dir --lang-dir $lang $data/$s
   done
 fi
