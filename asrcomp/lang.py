@@ -142,6 +142,11 @@ class Lang:
         return ids
 
 
+    def count_oov(self, texts: Iterable[str]) -> Counter:
+        """``{word: count}`` of the words of ``texts`` (transcripts) that the lexicon lacks."""
+        return Counter(w for t in texts for w in t.split() if w not in self.lexicon)
+
+
 def load_lang(path: str | os.PathLike) -> Lang:
     path = Path(path)
     meta_path = path / "lang.yaml"

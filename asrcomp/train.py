@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from asrcomp.datadir import read_data_dir
 from asrcomp.features import iter_features, load_fbank_config
-from asrcomp.lang import load_lang
+from asrcomp.lang import UNK_WORD, load_lang
 from asrcomp.utils import InputError, atomic_open, atomic_path, options_from_dict
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,10 @@ class CtcData:
 def load_ctc_data(data_dir: str | os.PathLike, lang_dir: str | os.PathLike, subsampling_factor: int) -> CtcData:
     """Load a data dir's features and map its transcripts to token ids through the lang dir.
 
-    Utterances too short for CTC after subsampling (fewer output frames than
-    target tokens plus repeats) are dropped with a warning.
+    Words outside the lexicon are read as <UNK> (as Kaldi maps training OOVs to its
+    oov symbol) and counted in the log. Utterances too short for CTC after
+    subsampling (fewer output frames than target tokens plus repeats) are dropped
+    with a warning.
     """
     data = read_data_dir(data_dir, need_features=True)
     lang = load_lang(lang_dir)
@@ -89,8 +91,13 @@ def load_ctc_data(data_dir: str | os.PathLike, lang_dir: str | os.PathLike, subs
     line_of = {u: i for i, u in enumerate(sorted(data.text), 1)}
     out = CtcData([], [], [])
     dropped = 0
+    oov = lang.count_oov(data.text.values())
+    if oov:
+        log.warning("%s: %d of %d words (%d types, e.g. %s) are not in %s: read as %s", text_path,
+                    sum(oov.values()), sum(len(t.split()) for t in data.text.values()), len(oov),
+                    ", ".join(w for w, _ in oov.most_common(5)), lang.path / "lexicon.txt", UNK_WORD)
     for utt, x in iter_features(data.path):
-        y = lang.words_to_token_ids(data.text[utt].split(), where=(text_path, line_of[utt]))
+        y = lang.words_to_token_ids(data.text[utt].split(), where=(text_path, line_of[utt]), map_oov=True)
         repeats = sum(1 for a, b in zip(y, y[1:]) if a == b)
         if (len(x) - 1) // subsampling_factor + 1 < len(y) + repeats:
             dropped += 1
