@@ -1,8 +1,10 @@
 """WER scoring with kaldialign, written the way Kaldi and icefall write it.
 
 Per decode dir: ``wer`` (one line, Kaldi's format), ``errs`` (icefall-style
-error stats: per-utterance alignments, then per-word counts) and ``hyp.txt``
-(Kaldi ``text`` format).
+error stats: per-utterance alignments, then per-word counts), ``hyp.txt``
+(Kaldi ``text`` format), ``utt_stats`` (per utterance: errors, reference words, ins,
+del, sub) and ``wer_bootci`` (the WER with its 95 % bootstrap interval over
+utterances, :mod:`asrcomp.bootstrap`).
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ def compute_wer(refs: dict[str, list[str]], hyps: dict[str, list[str]]) -> tuple
 
 def write_scoring(decode_dir: str | os.PathLike, refs: dict[str, list[str]],
                   hyps: dict[str, list[str]]) -> WerStats:
-    """Score and write ``wer``, ``errs`` and ``hyp.txt`` into ``decode_dir``."""
+    """Score and write ``wer``, ``errs``, ``hyp.txt``, ``utt_stats`` and ``wer_bootci`` into ``decode_dir``."""
+    from asrcomp.bootstrap import write_bootci, write_utt_stats
+
     decode_dir = Path(decode_dir)
     decode_dir.mkdir(parents=True, exist_ok=True)
     stats, aligns = compute_wer(refs, hyps)
@@ -113,6 +117,15 @@ def write_scoring(decode_dir: str | os.PathLike, refs: dict[str, list[str]],
         hyp_count = Counter(w for u in refs for w in hyps.get(u, []))
         for w in sorted(set(ref_count) | set(hyp_count), key=lambda w: (-word_errs[w], w)):
             f.write(f"{w}   {corr[w]} {word_errs[w]} {ref_count[w]} {hyp_count[w]}\n")
+    per_utt = {}
+    for utt, ali in aligns.items():
+        i = sum(r == EPS for r, _ in ali)
+        d = sum(h == EPS for _, h in ali)
+        s = sum(r != h and r != EPS and h != EPS for r, h in ali)
+        per_utt[utt] = (i + d + s, len(refs[utt]), i, d, s)
+    write_utt_stats(decode_dir, per_utt)
+    if per_utt:
+        write_bootci(decode_dir)
     with atomic_open(decode_dir / "wer", "w") as f:
         f.write(stats.kaldi_line() + "\n")
     return stats

@@ -21,3 +21,15 @@ def test_known_wer_and_kaldi_line(tmp_path):
 def test_missing_hypothesis_counts_as_deletions():
     stats, _ = compute_wer({"u1": "A B".split(), "u2": "C".split()}, {"u1": "A B".split()})
     assert stats.dels == 1 and stats.errors == 1 and stats.sentence_errors == 1
+
+
+def test_utt_stats_sum_to_the_totals(tmp_path):
+    refs = {"u1": "A B C D".split(), "u2": "E F G".split(), "u3": "H".split()}
+    hyps = {"u1": "A X C D Y".split(), "u2": "E G".split()}
+    stats = write_scoring(tmp_path, refs, hyps)
+    rows = [line.split() for line in (tmp_path / "utt_stats").read_text().splitlines()]
+    assert [r[0] for r in rows] == ["u1", "u2", "u3"]
+    cols = [sum(int(r[i]) for r in rows) for i in range(1, 6)]
+    assert cols == [stats.errors, stats.words, stats.ins, stats.dels, stats.subs]
+    assert rows[2][1:] == ["1", "1", "0", "1", "0"]  # missing hypothesis: one deletion
+    assert (tmp_path / "wer_bootci").read_text().startswith("%WER 50.00 [95% CI ")

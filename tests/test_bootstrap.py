@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+
+from asrcomp.bootstrap import (bootstrap_interval, compare_decodes, prob_worse, read_utt_stats,
+                               write_bootci)
+from asrcomp.score import write_scoring
+from asrcomp.utils import InputError
+
+
+def _test_set(n, rate=0.05, seed=1):
+    """n utterances of 4-20 words, errors binomial at ``rate`` per word."""
+    rng = np.random.default_rng(seed)
+    words = rng.integers(4, 21, size=n)
+    return rng.binomial(words, rate), words
+
+
+def test_interval_contains_the_estimate_and_shrinks_with_more_utterances():
+    widths = []
+    for n in (100, 400, 1600):
+        e, w = _test_set(n)
+        ci = bootstrap_interval(e, w)
+        assert ci.wer == pytest.approx(100 * e.sum() / w.sum())
+        assert ci.lo < ci.wer < ci.hi
+        assert ci.mean == pytest.approx(ci.wer, abs=0.1 * (ci.hi - ci.lo))
+        widths.append(ci.hi - ci.lo)
+    # the standard error falls as 1/sqrt(n): 4x the utterances, about half the width
+    assert widths[0] > widths[1] > widths[2]
+    assert widths[1] / widths[0] == pytest.approx(0.5, abs=0.12)
+    assert widths[2] / widths[1] == pytest.approx(0.5, abs=0.12)
+
+
+def test_interval_matches_the_binomial_standard_error():
+    # 2000 utterances of 10 words, independent errors at 5 %: se = sqrt(p(1-p)/N) over N = 20000 words
+    rng = np.random.default_rng(3)
+    w = np.full(2000, 10)
+    e = rng.binomial(w, 0.05)
+    ci = bootstrap_interval(e, w, n_boot=2000)
+    p = e.sum() / w.sum()
+    se = 100 * np.sqrt(p * (1 - p) / w.sum())
+    assert (ci.hi - ci.lo) / 2 == pytest.approx(1.96 * se, rel=0.12)
+
+
+def test_interval_is_seeded_and_degenerate_sets_are_exact():
+    e, w = _test_set(50)
+    assert bootstrap_interval(e, w, seed=5) == bootstrap_interval(e, w, seed=5)
+    assert bootstrap_interval(e, w, seed=5).lo != bootstrap_interval(e, w, seed=6).lo
+    ci = bootstrap_interval(np.zeros(30, int), np.full(30, 7))
+    assert (ci.lo, ci.wer, ci.hi) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        bootstrap_interval([], [])
+
+
+def test_paired_probability():
+    e, w = _test_set(300)
+    assert prob_worse(e, w, e, w) == 0.5  # identical systems: every replicate ties
+    worse = e + 1  # one more error on every utterance
+    assert prob_worse(e, w, worse, w) == 1.0
+    assert prob_worse(worse, w, e, w) == 0.0
+    # one extra error in 300 utterances is no evidence: the sampled utterance is drawn or not
+    one = e.copy()
+    one[0] += 1
+    assert 0.5 < prob_worse(e, w, one, w) < 0.95
+    # a paired test sees a small consistent difference that overlapping intervals hide
+    rng = np.random.default_rng(7)
+    b = e + (rng.random(300) < 0.15)  # ~45 more errors, spread over the set
+    ca, cb = bootstrap_interval(e, w), bootstrap_interval(b, w)
+    assert cb.lo < ca.hi  # the intervals overlap
+    assert prob_worse(e, w, b, w) >= 0.95
+
+
+def _score(d, refs, hyps):
+    write_scoring(d, {u: r.split() for u, r in refs.items()}, {u: h.split() for u, h in hyps.items()})
+    return d
+
+
+def test_decode_dir_files_and_comparison(tmp_path):
+    refs = {f"u{i:03d}": "the cat sat on the mat today" for i in range(40)}
+    good = dict(refs, u000="the cat sat on a mat today")  # 1 sub
+    bad = {u: "the cat sat mat today extra" for u in refs}  # 2 del + 1 ins... per utterance
+    a = _score(tmp_path / "a", refs, good)
+    b = _score(tmp_path / "b", refs, bad)
+    sa = read_utt_stats(a)
+    assert sa.errors.sum() == 1 and sa.words.sum() == 7 * 40 and sa.utts[0] == "u000"
+    line = (b / "wer_bootci").read_text()
+    wer_line = (b / "wer").read_text()
+    assert line.startswith(wer_line.split("[")[0] + "[95% CI ")
+    assert "bootstrap 1000 x 40 utterances, seed 0" in line
+    ins, dele, sub = map(int, (b / "utt_stats").read_text().split()[3:6])
+    assert ins + dele + sub == read_utt_stats(b).errors[0] and read_utt_stats(b).errors[0] == 3
+    assert compare_decodes(a, b) == 1.0 and compare_decodes(b, a) == 0.0
+    assert compare_decodes(a, a) == 0.5
+    # a decode dir scored before utt_stats existed: the errs file gives the same numbers
+    (b / "utt_stats").unlink()
+    from_errs = read_utt_stats(b)
+    assert from_errs.errors.tolist() == [3] * 40 and from_errs.words.tolist() == [7] * 40
+    assert write_bootci(b).line() == line.strip()
+    # different test sets cannot be paired
+    c = _score(tmp_path / "c", {"x1": "a b"}, {"x1": "a"})
+    with pytest.raises(InputError, match="different utterances"):
+        compare_decodes(a, c)
+    with pytest.raises(InputError, match="not a scored decode dir"):
+        read_utt_stats(tmp_path / "nothing")
