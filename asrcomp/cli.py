@@ -244,11 +244,21 @@ def _cmd_compare(a):
     from asrcomp.compare import compare_table
     from asrcomp.utils import atomic_open
 
-    table = compare_table(a.model_dirs, a.sets.split(","))
+    table = compare_table(a.model_dirs, a.sets.split(","), baseline=a.baseline, legend=True)
     print(table, end="")
     if a.out:
         with atomic_open(a.out, "w") as f:
             f.write(table)
+
+
+def _cmd_bootci(a):
+    from asrcomp.bootstrap import compare_decodes, write_bootci
+
+    for d in a.decode_dirs:
+        print(f"{d}: {write_bootci(d, a.n_boot, a.seed).line()}")
+    if len(a.decode_dirs) == 2:
+        p = compare_decodes(*a.decode_dirs, n_boot=a.n_boot, seed=a.seed)
+        print(f"P({a.decode_dirs[1]} worse than {a.decode_dirs[0]}) = {p:.3f} (paired bootstrap)")
 
 
 def _cmd_config_get(a):
@@ -431,8 +441,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("compare", help="markdown table of model dirs: size, FLOPs, RTF, WER")
     s.add_argument("--sets", default="test", help="comma-separated data set names")
     s.add_argument("--out", help="also write the table here")
+    s.add_argument("--baseline", help="row (model dir name) every row is compared with (default: its chain's root)")
     s.add_argument("model_dirs", nargs="+")
     s.set_defaults(func=_cmd_compare)
+
+    s = add("bootci", help="95%% bootstrap WER interval of scored decode dirs (writes wer_bootci); "
+            "with two, the paired bootstrap P(second worse than first)")
+    s.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("decode_dirs", nargs="+")
+    s.set_defaults(func=_cmd_bootci)
 
     s = add("config-get", help="print one value of a YAML config (dotted key)")
     s.add_argument("--default", help="print this when the key is missing (instead of failing)")

@@ -4,6 +4,16 @@ Columns: model, parameters, bytes on disk (``final.pt``, or the packed ``model.a
 for a packed model: ``packed_bytes`` in model.yaml), MFLOPs per second of audio,
 RTF of TLG decoding, and per test set the TLG and greedy WER. Printed and written
 as markdown, which ``egs/<corpus>/RESULTS.md`` is generated from.
+
+Then the statistics (:mod:`asrcomp.bootstrap`, 1000 seeded utterance resamples): the
+row's parent (the model dir it was made from, among the rows), and per test set the 95 %
+bootstrap interval of each WER and, for the TLG WER, the paired bootstrap probability
+that the row is worse than its parent and than its baseline, marked ``(worse)`` at
+>= 0.95 and ``(better)`` at <= 0.05. Parent and baseline come from model.yaml's
+``history``: a stage appends one record to its input's history, so the parent is the row
+whose history is this row's minus the last record, and the baseline is the row's
+ancestor with the shortest history (the trained model the chain started from; for a model
+trained from scratch by distillation, its teacher; else the first row).
 """
 
 from __future__ import annotations
@@ -12,8 +22,13 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
+from asrcomp.bootstrap import bootstrap_interval, prob_worse, read_utt_stats
 from asrcomp.score import parse_wer_line
 from asrcomp.utils import InputError
+
+SIGNIFICANT = 0.95  # P(worse) at or above: significantly worse; at or below 1 - this: significantly better
 
 
 def model_row(model_dir: Path, sets: list[str]) -> dict:
@@ -23,7 +38,8 @@ def model_row(model_dir: Path, sets: list[str]) -> dict:
     cfg = read_model_yaml(model_dir)
     size = (model_dir / "final.pt").stat().st_size if (model_dir / "final.pt").is_file() else None
     row = {"model": model_dir.name, "params": cfg.get("num_params"), "bytes": cfg.get("packed_bytes") or size,
-           "mflops": cfg.get("flops_per_second", 0) / 1e6, "rtf": None}
+           "mflops": cfg.get("flops_per_second", 0) / 1e6, "rtf": None, "history": cfg.get("history") or [],
+           "dirs": {}}
     for s in sets:
         for d in sorted(model_dir.glob(f"decode_{s}_*")):
             kind = "greedy" if d.name.endswith("_greedy") else "tlg"
@@ -31,13 +47,87 @@ def model_row(model_dir: Path, sets: list[str]) -> dict:
             for f in ("wer", "ter"):
                 if (d / f).is_file():
                     row[(s, kind)] = (f, parse_wer_line((d / f).read_text().splitlines()[0]))
+                    row["dirs"][(s, kind)] = d
             if kind == "tlg" and (d / "rtf").is_file() and row["rtf"] is None:
                 row["rtf"] = float(re.match(r"RTF\s+([\d.]+)", (d / "rtf").read_text()).group(1))
     return row
 
 
-def compare_table(model_dirs: list[str | os.PathLike], sets: list[str]) -> str:
-    """Markdown table comparing model dirs on ``sets`` (e.g. ``["test", "dev"]``)."""
+def _stage_names(history: list) -> list[str]:
+    return [str(h.get("stage", "")) if isinstance(h, dict) else "" for h in history]
+
+
+def relations(rows: list[dict], baseline: str | None = None) -> list[tuple[int | None, int | None]]:
+    """``(parent, baseline)`` row indices of each row (None: none among the rows).
+
+    A row made only by training (every history record a ``train`` stage) is a baseline
+    and gets neither, unless ``baseline`` names the row every other row is compared with.
+    """
+    names = [r["model"] for r in rows]
+    if baseline is not None and baseline not in names:
+        raise InputError("--baseline", f"no row named {baseline!r}", fix=f"one of {', '.join(names)}")
+    out = []
+    for i, r in enumerate(rows):
+        h = r["history"]
+        parent = next((j for j, o in enumerate(rows) if j != i and len(h) > 1 and o["history"] == h[:-1]), None)
+        if parent is None and h and isinstance(h[-1], dict):  # histories rewritten: the recorded source dir
+            src = h[-1].get("source") or h[-1].get("src")
+            if src:
+                parent = next((j for j, o in enumerate(rows) if j != i and o["model"] == Path(src).name), None)
+        ancestors = [j for j, o in enumerate(rows) if j != i and o["history"] and len(o["history"]) < len(h)
+                     and h[:len(o["history"])] == o["history"]]
+        if baseline is not None:
+            base = names.index(baseline) if names.index(baseline) != i else None
+        elif all(s == "train" for s in _stage_names(h)):
+            base = None
+        elif ancestors:
+            base = min(ancestors, key=lambda j: len(rows[j]["history"]))
+        else:
+            teacher = next((x.get("teacher") for x in reversed(h) if isinstance(x, dict) and x.get("teacher")), None)
+            base = next((j for j, o in enumerate(rows) if j != i and teacher and o["model"] == Path(teacher).name),
+                        0 if i != 0 else None)
+        out.append((parent, base))
+    return out
+
+
+def _p_cell(p: float | None) -> str:
+    if p is None:
+        return "–"
+    mark = " (worse)" if p >= SIGNIFICANT else " (better)" if p <= 1 - SIGNIFICANT else ""
+    return f"{p:.2f}{mark}"
+
+
+def _utt_stats(d: Path, cache: dict):
+    if d not in cache:
+        cache[d] = read_utt_stats(d)
+    return cache[d]
+
+
+def _paired(rows, i: int, j: int | None, key, cache: dict) -> float | None:
+    if j is None or key not in rows[i]["dirs"] or key not in rows[j]["dirs"]:
+        return None
+    a, b = (_utt_stats(rows[k]["dirs"][key], cache) for k in (j, i))
+    if set(a.utts) != set(b.utts):
+        return None  # decoded on different utterance sets: not comparable
+    ea, wa, eb, wb = a.aligned_with(b)
+    return prob_worse(ea, wa, eb, wb)
+
+
+LEGEND = ("95% CI: bootstrap interval of the WER over utterances (1000 seeded resamples, percentile; "
+          "Bisani & Ney 2004). P(worse than parent / baseline): paired bootstrap probability, on the same "
+          "resampled utterances, that the row's TLG WER is above that of the model it was made from / of "
+          "the trained model its chain started from; (worse) P >= 0.95, (better) P <= 0.05: the difference "
+          "is significant; otherwise it is within the noise of this test set.")
+
+
+def compare_table(model_dirs: list[str | os.PathLike], sets: list[str], baseline: str | None = None,
+                  legend: bool = False) -> str:
+    """Markdown table comparing model dirs on ``sets`` (e.g. ``["test", "dev"]``).
+
+    ``baseline``: the row (model dir name) every other row's P(worse than baseline) is
+    computed against; default: each row's own root (see the module docstring).
+    ``legend``: add a paragraph after the table saying what the statistics mean.
+    """
     rows = []
     for m in model_dirs:
         m = Path(m)
@@ -47,15 +137,36 @@ def compare_table(model_dirs: list[str | os.PathLike], sets: list[str]) -> str:
     head = ["model", "params", "bytes", "MFLOPs/s audio", "RTF (TLG)"]
     for s in sets:
         head += [f"%WER {s} TLG", f"%WER {s} greedy"]
+    head += ["parent"]
+    for s in sets:
+        head += [f"95% CI {s} TLG", f"95% CI {s} greedy", f"P(worse than parent) {s} TLG",
+                 f"P(worse than baseline) {s} TLG"]
+    rel = relations(rows, baseline)
+    cache: dict = {}
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |"]
-    for r in rows:
+    for i, r in enumerate(rows):
         cells = [r["model"], f"{r['params']:,}" if r["params"] else "–", f"{r['bytes']:,}" if r["bytes"] else "–",
                  f"{r['mflops']:.1f}", f"{r['rtf']:.4f}" if r["rtf"] is not None else "–"]
         for s in sets:
             for kind in ("tlg", "greedy"):
                 w = r.get((s, kind))
                 cells.append("–" if w is None else f"{w[1].wer:.2f}" + (" (PER)" if w[0] == "ter" else ""))
+        parent, base = rel[i]
+        cells.append(rows[parent]["model"] if parent is not None else "–")
+        for s in sets:
+            for kind in ("tlg", "greedy"):
+                d = r["dirs"].get((s, kind))
+                if d is None:
+                    cells.append("–")
+                    continue
+                u = _utt_stats(d, cache)
+                ci = bootstrap_interval(u.errors, u.words)
+                cells.append(f"[{ci.lo:.2f}, {ci.hi:.2f}]")
+            for j in (parent, base):
+                cells.append(_p_cell(_paired(rows, i, j, (s, "tlg"), cache)))
         lines.append("| " + " | ".join(cells) + " |")
+    if legend:
+        lines += ["", LEGEND]
     return "\n".join(lines) + "\n"
 
 
@@ -69,18 +180,24 @@ def sweep_plot(model_dirs: list[str | os.PathLike], test_set: str, out_prefix: s
     from asrcomp.utils import atomic_open, atomic_path
 
     out_prefix = Path(out_prefix)
-    table = compare_table(model_dirs, [test_set])
+    table = compare_table(model_dirs, [test_set], legend=True)
     rows = [model_row(Path(m), [test_set]) for m in model_dirs]
     pts = [(r["bytes"], r[(test_set, "tlg")][1].wer, r["model"]) for r in rows if r.get((test_set, "tlg"))]
     if not pts:
         raise InputError(model_dirs[0], f"no decode_{test_set}_* results to plot", fix="decode the models first")
+    cis = []
+    for r in rows:
+        if r.get((test_set, "tlg")):
+            u = read_utt_stats(r["dirs"][(test_set, "tlg")])
+            ci = bootstrap_interval(u.errors, u.words)
+            cis.append((ci.wer - ci.lo, ci.hi - ci.wer))
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    ax.plot([p[0] / 1e6 for p in pts], [p[1] for p in pts], "o")
+    ax.errorbar([p[0] / 1e6 for p in pts], [p[1] for p in pts], yerr=np.array(cis).T, fmt="o", capsize=3)
     for b, w, name in pts:
         ax.annotate(name, (b / 1e6, w), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("model bytes (MB, log scale)")
-    ax.set_ylabel(f"%WER {test_set} (TLG)")
+    ax.set_ylabel(f"%WER {test_set} (TLG, 95% CI)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out_prefix.parent.mkdir(parents=True, exist_ok=True)

@@ -100,3 +100,79 @@ def test_decode_dir_files_and_comparison(tmp_path):
         compare_decodes(a, c)
     with pytest.raises(InputError, match="not a scored decode dir"):
         read_utt_stats(tmp_path / "nothing")
+
+
+def _model_dir(root, name, history, refs, hyps):
+    import yaml
+
+    d = root / name
+    d.mkdir()
+    (d / "model.yaml").write_text(yaml.safe_dump({"arch": {}, "tokens": {}, "subsampling_factor": 3,
+                                                  "num_params": 10, "history": history}))
+    (d / "final.pt").write_bytes(b"x" * 100)
+    _score(d / "decode_test_lang_3gram", refs, hyps)
+    _score(d / "decode_test_greedy", refs, hyps)
+    return d
+
+
+def test_compare_table_marks_significant_differences(tmp_path):
+    from asrcomp.compare import LEGEND, compare_table, sweep_plot
+
+    refs = {f"u{i:03d}": "a b c d e f g h i j" for i in range(200)}
+    rng = np.random.default_rng(0)
+
+    def hyps(p_err):  # each utterance loses its last word with probability p_err
+        return {u: "a b c d e f g h i" if rng.random() < p_err else r for u, r in refs.items()}
+
+    base_h = hyps(0.05)
+    train = {"stage": "train", "train_dir": "data/train"}
+    svd = {"stage": "svd", "source": "exp/tdnn"}
+    pack = {"stage": "pack", "src": "exp/tdnn_svd"}
+    dirs = [_model_dir(tmp_path, "tdnn", [train], refs, base_h),
+            _model_dir(tmp_path, "dnn", [dict(train, arch="dnn")], refs, hyps(0.3)),
+            _model_dir(tmp_path, "tdnn_svd", [train, svd], refs, base_h),  # same output as its parent
+            _model_dir(tmp_path, "tdnn_svd_pack", [train, svd, pack], refs,
+                       {u: "a b c d e f g h" for u in refs}),  # worse on every utterance
+            _model_dir(tmp_path, "scratch", [{"stage": "distill", "teacher": "exp/tdnn"}], refs,
+                       {u: refs[u] for u in refs})]  # perfect: better than its teacher
+    table = compare_table(dirs, ["test"])
+    head, _, *rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.strip().splitlines()]
+    cells = {r[0]: dict(zip(head, r)) for r in rows}
+    assert head[:7] == ["model", "params", "bytes", "MFLOPs/s audio", "RTF (TLG)", "%WER test TLG",
+                        "%WER test greedy"]
+    assert [cells[m]["parent"] for m in ("tdnn", "dnn", "tdnn_svd", "tdnn_svd_pack", "scratch")] == \
+        ["–", "–", "tdnn", "tdnn_svd", "–"]
+    for m in cells:  # every WER has an interval around it
+        lo, hi = map(float, cells[m]["95% CI test TLG"].strip("[]").split(","))
+        assert lo <= float(cells[m]["%WER test TLG"]) <= hi
+        assert cells[m]["95% CI test greedy"] == cells[m]["95% CI test TLG"]
+    par, bas = "P(worse than parent) test TLG", "P(worse than baseline) test TLG"
+    assert cells["tdnn"][par] == cells["tdnn"][bas] == cells["dnn"][bas] == "–"  # baselines
+    assert cells["tdnn_svd"][par] == cells["tdnn_svd"][bas] == "0.50"  # identical decodes
+    assert cells["tdnn_svd_pack"][par] == cells["tdnn_svd_pack"][bas] == "1.00 (worse)"
+    assert cells["scratch"][bas] == "0.00 (better)"  # compared with its teacher
+    # an explicit baseline row: every other row against it
+    cells = {r.split("|")[1].strip(): r for r in compare_table(dirs, ["test"], baseline="dnn").splitlines()[2:]}
+    assert cells["tdnn"].rstrip(" |").endswith("0.00 (better)")
+    assert LEGEND in compare_table(dirs, ["test"], legend=True)
+    out = sweep_plot(dirs, "test", tmp_path / "sweep")
+    assert (tmp_path / "sweep.png").stat().st_size > 1000 and "95% CI test TLG" in out
+
+
+def test_cli_bootci_and_compare(tmp_path, capsys):
+    from asrcomp.cli import main
+
+    refs = {f"u{i}": "x y z" for i in range(20)}
+    a = _score(tmp_path / "a", refs, refs)
+    b = _score(tmp_path / "b", refs, {u: "x y" for u in refs})
+    (b / "wer_bootci").unlink()
+    assert main(["bootci", "--n-boot", "200", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert f"{b}: %WER 33.33 [95% CI 33.33, 33.33] bootstrap 200 x 20 utterances" in out
+    assert f"P({b} worse than {a}) = 1.000" in out
+    assert (b / "wer_bootci").is_file()
+    assert main(["bootci", str(tmp_path / "missing")]) == 2
+    m = _model_dir(tmp_path, "m", [{"stage": "train"}], refs, refs)
+    assert main(["compare", "--baseline", "nope", str(m)]) == 2
+    assert main(["compare", "--out", str(tmp_path / "t.md"), str(m)]) == 0
+    assert "95% CI test TLG" in (tmp_path / "t.md").read_text()
