@@ -1,0 +1,631 @@
+"""ONNX export of a model dir (``asrcomp export-onnx``), its int8 / fp16 variants, and onnxruntime decoding.
+
+An exported dir is a model dir for deployment::
+
+    model.onnx   inputs  x: (N, T, 80) float32 raw fbank, x_lens: (N,) int64
+                 outputs log_probs: (N, T', V) float32, log_probs_len: (N,) int64
+    tokens.txt   the model's token table (sherpa-onnx reads it)
+    model.yaml   the source's model.yaml plus an ``onnx:`` section (what is baked in, bytes,
+                 quantisation) and a history entry
+
+**Why sherpa-onnx's ``zipformer2_ctc`` model type.** sherpa-onnx 2.0.1 has these offline CTC
+model types (``offline-ctc-model.cc``): ``tdnn`` runs the graph with one input ``(N, T, 80)``
+and takes ``T`` as the output length, so a model that subsamples would be decoded past its
+end; ``wenet_ctc`` scales samples to int16 and turns dither on; ``EncDecCTCModel*`` (NeMo)
+wants ``(N, C, T)`` librosa features with per-utterance normalisation. ``zipformer2_ctc``
+feeds ``(x, x_lens)`` with Kaldi fbank in [-1, 1] (the options ``asrcomp`` uses), pads a
+batch with ``log(1e-10)`` and takes ``(log_probs, log_probs_len)`` back, so a subsampling
+TDNN or DNN fits it exactly. It reads the vocabulary size from the static last dimension of
+output 0 (set here) and needs no other metadata; its timestamps assume subsampling 4.
+
+**CMVN.** sherpa-onnx has no per-speaker CMVN, so the exported graph starts with a global
+CMVN, ``(x - mean) / std`` from the training data's CMVN stats (the sum over its speakers):
+the model then takes raw fbank. What that costs in WER is what ``decode-onnx`` (global CMVN
+in the graph) shows against ``asrcomp decode`` (per-speaker CMVN).
+
+**Decoding options.** sherpa-onnx's FST decoder has no acoustic scale or blank penalty, so
+both may be baked into the output (``log_probs * scale``, then ``- penalty`` on blank), as
+``asrcomp decode`` applies them before its TLG search; greedy search then sees them too.
+
+**Factorised layers stay factorised**: SVD layers are two Conv/MatMul nodes, TT-matrix layers
+a chain of MatMuls with their cores (rewritten from einsum so that int8 quantisation reaches
+them and onnxruntime runs them with its GEMM), Tucker and CP layers MatMuls with their
+factors. :func:`weight_report` counts the weights that MatMul/Conv/Gemm nodes read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from asrcomp.utils import InputError, atomic_open, atomic_path
+
+log = logging.getLogger(__name__)
+
+ONNX_NAME = "model.onnx"
+OPSET = 17
+INPUTS = ("x", "x_lens")
+OUTPUTS = ("log_probs", "log_probs_len")
+SHERPA_MODEL_TYPE = "zipformer2_ctc"
+
+
+# ----------------------------------------------------------------------------- export-friendly modules
+
+class TtDenseOnnx(nn.Module):
+    """The contraction of a :class:`~asrcomp.compress.tt.TtDense`, one MatMul per core.
+
+    Step k turns ``t: (M, c_k, C_rest, O_done, r_{k-1})`` into ``(M, C_rest, O_done, o_k, r_k)``
+    by ``(M C_rest O_done, c_k r_{k-1}) @ (c_k r_{k-1}, o_k r_k)``; the right factor is the core
+    permuted, a constant of the graph (same numbers, same count as the core).
+    """
+
+    def __init__(self, tt):
+        super().__init__()
+        self.in_features, self.out_features, self.conv = tt.in_features, tt.out_features, tt.conv
+        self.col_shape = list(tt.col_shape)
+        self.bias = None if tt.bias is None else nn.Parameter(tt.bias.detach().clone())
+        self.mats = nn.ParameterList(
+            nn.Parameter(core.detach().permute(2, 0, 1, 3).reshape(core.shape[2] * core.shape[0], -1).clone())
+            for core in tt.cores)
+        self.core_shapes = [tuple(c.shape) for c in tt.cores]
+
+    def _patches(self, x: torch.Tensor) -> torch.Tensor:
+        return patches(x, self.conv, self.in_features)
+
+    def apply_rows(self, x: torch.Tensor) -> torch.Tensor:
+        c_rest, o_done = self.in_features, 1
+        t = x.reshape(-1, 1, c_rest, 1, 1)  # (M, c, C_rest, O_done, r)
+        for mat, (r, o, c, s) in zip(self.mats, self.core_shapes):
+            c_rest //= c
+            t = t.reshape(-1, c, c_rest, o_done, r).permute(0, 2, 3, 1, 4)  # (M, C_rest, O_done, c, r)
+            t = t.reshape(-1, c * r) @ mat  # (M C_rest O_done, o s)
+            o_done *= o
+            t = t.reshape(-1, c_rest, o_done, s)  # (M, C_rest, O_done*o, s)
+        return t.reshape(-1, self.out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv is None:
+            y = self.apply_rows(x.reshape(-1, self.in_features)).reshape(*x.shape[:-1], self.out_features)
+            return y + self.bias if self.bias is not None else y
+        n = x.shape[0]
+        y = self.apply_rows(self._patches(x))
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(n, -1, self.out_features).transpose(1, 2)
+
+
+class DnnOnnx(nn.Module):
+    """:class:`~asrcomp.nnet.dnn.Dnn` without data-dependent shapes: every output frame of every
+    row is spliced and run (padding frames are then set to ``-log V``, as the Dnn does)."""
+
+    def __init__(self, dnn):
+        super().__init__()
+        self.dnn = dnn
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.dnn
+        k, s = d.subsampling_factor, d.splice
+        out_lens = torch.div(x_lens - 1, k, rounding_mode="floor") + 1
+        n, t, f = x.shape[0], x.shape[1], x.shape[2]
+        t_out = torch.div(t - 1, k, rounding_mode="floor") + 1
+        centre = torch.arange(t_out) * k  # (T',)
+        idx = centre[None, :, None] + torch.arange(-s, s + 1)[None, None, :]  # (1, T', 2s+1)
+        last = (x_lens - 1).clamp(min=0)[:, None, None]
+        idx = torch.minimum(idx.clamp(min=0), last)  # (N, T', 2s+1)
+        rows = torch.gather(x, 1, idx.reshape(n, -1, 1).expand(-1, -1, f))  # (N, T'(2s+1), F)
+        h = rows.reshape(-1, (2 * s + 1) * f)
+        for layer in d.layers:
+            h = layer(h)
+        lp = d.output(h).float().log_softmax(dim=-1).reshape(n, -1, d.num_tokens)
+        valid = torch.arange(t_out)[None, :] < out_lens[:, None]
+        return lp.masked_fill(~valid[:, :, None], -math.log(d.num_tokens)), out_lens
+
+
+class DeployModel(nn.Module):
+    """What ``model.onnx`` computes: global CMVN, the acoustic model, then scale and blank penalty."""
+
+    def __init__(self, model: nn.Module, mean: np.ndarray | None = None, std: np.ndarray | None = None,
+                 acoustic_scale: float = 1.0, blank_penalty: float = 0.0):
+        super().__init__()
+        self.net = DnnOnnx(model) if type(model).__name__ == "Dnn" else model
+        self.num_tokens = model.num_tokens
+        self.cmvn = mean is not None
+        if self.cmvn:
+            self.register_buffer("mean", torch.as_tensor(np.asarray(mean, dtype=np.float32)))
+            self.register_buffer("inv_std", torch.as_tensor(1.0 / np.asarray(std, dtype=np.float32)))
+        self.acoustic_scale, self.blank_penalty = float(acoustic_scale), float(blank_penalty)
+        pen = torch.zeros(model.num_tokens)
+        pen[0] = self.blank_penalty
+        self.register_buffer("penalty", pen)
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cmvn:
+            x = (x - self.mean) * self.inv_std
+        lp, lens = self.net(x, x_lens)
+        if self.acoustic_scale != 1.0:
+            lp = lp * self.acoustic_scale
+        if self.blank_penalty:
+            lp = lp - self.penalty
+        return lp, lens
+
+
+def patches(x: torch.Tensor, conv: dict, in_features: int) -> torch.Tensor:
+    """The im2col rows of ``FactorizedDense._patches`` from K strided slices (``Tensor.unfold`` does
+    not export with a dynamic length): ``(N, C, T) -> (N T', C K)``, columns in-major."""
+    k, d, st, p = conv["kernel"], conv["dilation"], conv["stride"], conv["padding"]
+    if p:
+        x = nn.functional.pad(x, (p, p))
+    t_out = torch.div(x.shape[2] - d * (k - 1) - 1, st, rounding_mode="floor") + 1
+    cols = [x.narrow(2, i * d, (t_out - 1) * st + 1)[:, :, ::st] for i in range(k)]
+    return torch.stack(cols, dim=3).permute(0, 2, 1, 3).reshape(-1, in_features)
+
+
+def _mode_product(t: torch.Tensor, m: torch.Tensor, axis: int) -> torch.Tensor:
+    """``tucker._mode_product`` with explicit permutations (``movedim(axis, -1)`` exports a negative perm)."""
+    nd = t.dim()
+    moved = t.permute([i for i in range(nd) if i != axis] + [axis]) @ m
+    return moved.permute(list(range(axis)) + [nd - 1] + list(range(axis, nd - 1)))
+
+
+def _tucker_rows(self, x: torch.Tensor) -> torch.Tensor:
+    """``TuckerDense.apply_rows`` with :func:`_mode_product`."""
+    d = len(self.row_shape)
+    t = x.reshape(-1, *self.col_shape)
+    for k, v in enumerate(self.col_factors):
+        t = _mode_product(t, v, k + 1)
+    t = t.reshape(-1, math.prod(self.ranks[d:])) @ self.core.reshape(math.prod(self.ranks[:d]), -1).T
+    t = t.reshape(-1, *self.ranks[:d])
+    for k, u in enumerate(self.row_factors):
+        t = _mode_product(t, u.T, k + 1)
+    return t.reshape(-1, self.out_features)
+
+
+def export_friendly(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` that exports to ONNX computing the same function: TT-matrix layers as a
+    chain of MatMuls, the im2col of tensorised conv layers from slices."""
+    import copy
+    import types
+
+    from asrcomp.compress.dense import FactorizedDense
+    from asrcomp.compress.layers import set_module
+    from asrcomp.compress.tt import TtDense
+    from asrcomp.compress.tucker import TuckerDense
+
+    model = copy.deepcopy(model).eval()
+    for name, m in list(model.named_modules()):
+        if isinstance(m, TtDense):
+            set_module(model, name, TtDenseOnnx(m))
+            continue
+        if isinstance(m, TuckerDense):
+            m.apply_rows = types.MethodType(_tucker_rows, m)
+        if isinstance(m, FactorizedDense) and m.conv is not None:
+            m._patches = types.MethodType(lambda self, x: patches(x, self.conv, self.in_features), m)
+    return model
+
+
+# ----------------------------------------------------------------------------- CMVN
+
+def global_cmvn(data_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(mean, std, frames)`` over every frame of a data dir, from its Kaldi CMVN stats.
+
+    Per-speaker stats are summed over the speakers (each once); a global ``cmvn.scp`` (every
+    speaker pointing at one entry) is read once.
+    """
+    import kaldiio
+
+    from asrcomp.datadir import read_table
+
+    data_dir = Path(data_dir)
+    scp = data_dir / "cmvn.scp"
+    if not scp.is_file():
+        raise InputError(scp, "CMVN stats not found",
+                         fix="run steps/make_fbank.sh on the training data dir (with cmvn: speaker or global)")
+    entries = read_table(scp)
+    total = None
+    for loc in sorted(set(entries.values())):
+        st = np.asarray(kaldiio.load_mat(loc), dtype=np.float64)
+        total = st if total is None else total + st
+    if total is None:
+        raise InputError(scp, "no CMVN stats in it", fix="rerun steps/make_fbank.sh")
+    d = total.shape[1] - 1
+    count = total[0, d]
+    mean = total[0, :d] / count
+    var = np.maximum(total[1, :d] / count - mean * mean, 1e-10)
+    return mean, np.sqrt(var), int(count)
+
+
+# ----------------------------------------------------------------------------- export
+
+def _load_source(src: Path, tmp: Path) -> tuple[nn.Module, dict, Path]:
+    """``(model, model.yaml, dir with tokens.txt)`` of a model dir or a packed ``model.acz`` file."""
+    from asrcomp.modeldir import load_model_dir
+
+    if src.is_file():
+        from asrcomp.compress.pack import unpack
+
+        unpack(src, tmp / "unpacked")
+        src = tmp / "unpacked"
+    model, meta = load_model_dir(src)
+    return model, meta, src
+
+
+def _fix_vocab_dim(proto, num_tokens: int) -> None:
+    """Make output 0 ``(N, T', V)`` with a static V (sherpa-onnx reads the vocabulary size from it)."""
+    shape = proto.graph.output[0].type.tensor_type.shape
+    shape.dim[2].ClearField("dim_param")
+    shape.dim[2].dim_value = num_tokens
+
+
+def _set_metadata(proto, meta: dict[str, str]) -> None:
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        e = proto.metadata_props.add()
+        e.key, e.value = str(k), str(v)
+
+
+def read_metadata(onnx_path: str | os.PathLike) -> dict[str, str]:
+    import onnx
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def export_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, cmvn_dir: str | os.PathLike | None = None,
+                acoustic_scale: float = 1.0, blank_penalty: float = 0.0, check: bool = True) -> Path:
+    """Write ``out_dir/{model.onnx,tokens.txt,model.yaml}`` for the model dir (or ``model.acz``) ``src``.
+
+    ``cmvn_dir``: the data dir whose CMVN stats become the graph's global CMVN (default: the
+    training data dir in the model's history); required unless the model was trained
+    without CMVN. With ``check``, onnxruntime's output on a random batch must equal PyTorch's.
+    """
+    import onnx
+
+    src, out_dir = Path(src), Path(out_dir)
+    if not src.exists():
+        raise InputError(src, "no such model dir or packed model", fix="pass a model dir (with model.yaml) or a model.acz")
+    with tempfile.TemporaryDirectory() as td:
+        model, meta, src_dir = _load_source(src, Path(td))
+        feats = meta.get("features", {}) or {}
+        mode = feats.get("cmvn", "speaker")
+        mean = std = None
+        cmvn_info: dict = {"type": "none"}
+        if mode != "none":
+            if cmvn_dir is None:
+                cmvn_dir = _train_dir_of(meta, src_dir)
+            mean, std, frames = global_cmvn(cmvn_dir)
+            if len(mean) != model.feat_dim:
+                raise InputError(Path(cmvn_dir) / "cmvn.scp", f"stats are {len(mean)}-dim but the model takes "
+                                 f"{model.feat_dim}-dim features", fix="pass the model's training data dir")
+            if not feats.get("norm_vars", True):
+                std = np.ones_like(std)
+            cmvn_info = {"type": "global", "from": str(cmvn_dir), "frames": frames, "replaces": mode}
+        deploy = DeployModel(export_friendly(model), mean, std, acoustic_scale, blank_penalty).eval()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        x = torch.randn(2, 41, model.feat_dim) * 3 + (torch.as_tensor(mean, dtype=torch.float32) if mean is not None else 0)
+        x_lens = torch.tensor([41, 23])
+        raw = Path(td) / "raw.onnx"
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about Python ints in shape checks
+            torch.onnx.export(deploy, (x, x_lens), str(raw), dynamo=False, opset_version=OPSET,
+                              input_names=list(INPUTS), output_names=list(OUTPUTS), do_constant_folding=True,
+                              dynamic_axes={"x": {0: "N", 1: "T"}, "x_lens": {0: "N"},
+                                            "log_probs": {0: "N", 1: "T_out"}, "log_probs_len": {0: "N"}})
+        proto = onnx.load(str(raw))
+        _fix_vocab_dim(proto, model.num_tokens)
+        sf = int(meta["subsampling_factor"])
+        _set_metadata(proto, {
+            "model_type": SHERPA_MODEL_TYPE, "vocab_size": model.num_tokens, "subsampling_factor": sf,
+            "feature_dim": model.feat_dim, "frame_shift_ms": meta.get("frame_shift_ms", 10.0),
+            "cmvn": cmvn_info["type"], "acoustic_scale": acoustic_scale, "blank_penalty": blank_penalty,
+            "asrcomp_arch": meta["arch"].get("type"), "asrcomp_source": str(src),
+            "comment": "asrcomp CTC acoustic model: raw 80-dim Kaldi fbank in, log-probs over blank + tokens out",
+        })
+        onnx.checker.check_model(proto)
+        with atomic_path(out_dir / ONNX_NAME) as tmp:
+            onnx.save(proto, tmp)
+        if check:
+            _check_same(deploy, out_dir / ONNX_NAME, model.feat_dim, mean)
+        shutil.copyfile(src_dir / "tokens.txt", out_dir / "tokens.txt")
+        if (src_dir / "bpe.model").is_file():
+            shutil.copyfile(src_dir / "bpe.model", out_dir / "bpe.model")
+        info = {"file": ONNX_NAME, "dtype": "float32", "quantization": "none", "opset": OPSET,
+                "bytes": (out_dir / ONNX_NAME).stat().st_size, "cmvn": cmvn_info,
+                "acoustic_scale": acoustic_scale, "blank_penalty": blank_penalty,
+                "sherpa_model_type": SHERPA_MODEL_TYPE, "weights": weight_report(out_dir / ONNX_NAME)}
+        _write_yaml(out_dir, meta, info, {"stage": "export-onnx", "src": str(src), "cmvn_dir": str(cmvn_dir),
+                                          "acoustic_scale": acoustic_scale, "blank_penalty": blank_penalty})
+    log.info("exported %s to %s (%d bytes, CMVN %s)", src, out_dir / ONNX_NAME, info["bytes"], cmvn_info["type"])
+    return out_dir
+
+
+def _train_dir_of(meta: dict, model_dir: Path) -> Path:
+    for h in meta.get("history", []):
+        d = h.get("train_dir")
+        if d and (Path(d) / "cmvn.scp").is_file():
+            return Path(d)
+    raise InputError(model_dir / "model.yaml", "no training data dir with cmvn.scp in the model's history",
+                     fix="pass --cmvn-dir DATA_DIR (the training data dir) to bake its global CMVN in")
+
+
+def _write_yaml(out_dir: Path, meta: dict, info: dict, history: dict) -> None:
+    from asrcomp.modeldir import _plain
+
+    meta = dict(meta)
+    meta["onnx"] = info
+    meta["history"] = list(meta.get("history", [])) + [history]
+    meta.pop("packed_bytes", None)  # the row's bytes are model.onnx's
+    text = yaml.safe_dump(_plain(meta), sort_keys=False)
+    with atomic_open(out_dir / "model.yaml", "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _session(onnx_path, threads: int = 1):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+
+
+def _check_same(deploy: nn.Module, onnx_path: Path, feat_dim: int, mean, tol: float = 1e-3) -> None:
+    """onnxruntime's log-probs on a fresh padded batch must equal PyTorch's on the valid frames."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 67, feat_dim, generator=g) * 3
+    if mean is not None:
+        x = x + torch.as_tensor(mean, dtype=torch.float32)
+    x_lens = torch.tensor([67, 50, 9])
+    with torch.no_grad():
+        ref, ref_lens = deploy(x, x_lens)
+    out, lens = _session(onnx_path).run(None, {"x": x.numpy(), "x_lens": x_lens.numpy()})
+    if not np.array_equal(lens, ref_lens.numpy()):
+        raise RuntimeError(f"{onnx_path}: output lengths {lens.tolist()} differ from PyTorch's {ref_lens.tolist()}")
+    err = max(float(np.abs(out[n, :k] - ref[n, :k].numpy()).max()) for n, k in enumerate(lens.tolist()))
+    if err > tol:
+        raise RuntimeError(f"{onnx_path}: onnxruntime and PyTorch log-probs differ by {err:.2e} (> {tol})")
+
+
+# ----------------------------------------------------------------------------- graph inspection
+
+WEIGHT_OPS = {"MatMul": 1, "Gemm": 1, "Conv": 1, "MatMulInteger": 1, "ConvInteger": 1, "QLinearMatMul": 3,
+              "QLinearConv": 3}
+
+
+def weight_report(onnx_path: str | os.PathLike) -> dict:
+    """What the MatMul/Conv/Gemm nodes of ``model.onnx`` multiply by: ``{"nodes": n, "weights": elements,
+    "largest": elements of the largest weight, "shapes": [...]}``.
+
+    A weight is the initializer a node reads as its second operand, followed back through
+    Cast/Transpose/DequantizeLinear/Reshape (fp16 storage, QDQ int8).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(onnx_path))
+    g = proto.graph
+    inits = {i.name: i for i in g.initializer}
+    consts = {n.output[0]: n.attribute[0].t for n in g.node if n.op_type == "Constant" and n.attribute}
+    producer = {o: n for n in g.node for o in n.output}
+
+    def source(name: str, depth: int = 0):
+        if name in inits:
+            return inits[name]
+        if name in consts:
+            return consts[name]
+        n = producer.get(name)
+        if n is not None and depth < 4 and n.op_type in ("Cast", "Transpose", "DequantizeLinear", "Reshape"):
+            return source(n.input[0], depth + 1)
+        return None
+
+    shapes = []
+    for n in g.node:
+        if n.op_type not in WEIGHT_OPS or len(n.input) <= WEIGHT_OPS[n.op_type]:
+            continue
+        t = source(n.input[WEIGHT_OPS[n.op_type]])
+        if t is not None:
+            shapes.append([int(d) for d in numpy_helper.to_array(t).shape])
+    sizes = [math.prod(s) for s in shapes]
+    return {"nodes": len(shapes), "weights": int(sum(sizes)), "largest": int(max(sizes, default=0)),
+            "shapes": shapes}
+
+
+# ----------------------------------------------------------------------------- fp16 and int8 variants
+
+def _copy_dir_files(src: Path, out_dir: Path) -> dict:
+    from asrcomp.modeldir import read_model_yaml
+
+    meta = read_model_yaml(src)
+    if "onnx" not in meta or not (src / ONNX_NAME).is_file():
+        raise InputError(src, f"not an exported ONNX dir ({ONNX_NAME} or the onnx: section of model.yaml missing)",
+                         fix="run asrcomp export-onnx on the model dir first")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in ("tokens.txt", "bpe.model"):
+        if (src / f).is_file():
+            shutil.copyfile(src / f, out_dir / f)
+    return meta
+
+
+def to_fp16(src: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """fp16 weights: every float32 initializer of more than 16 elements stored as float16 and cast
+    back to float32 where it is read, so the file halves and every runtime (sherpa-onnx on any
+    CPU included) computes as before, in float32."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    src, out_dir = Path(src), Path(out_dir)
+    meta = _copy_dir_files(src, out_dir)
+    proto = onnx.load(str(src / ONNX_NAME))
+    g = proto.graph
+    casts, keep = [], []
+    for init in g.initializer:
+        a = numpy_helper.to_array(init)
+        if a.dtype == np.float32 and a.size > 16:
+            half = numpy_helper.from_array(a.astype(np.float16), init.name + "_fp16")
+            keep.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
+                                          name=init.name + "_cast"))
+        else:
+            keep.append(init)
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    nodes = list(g.node)
+    del g.node[:]
+    g.node.extend(casts + nodes)
+    onnx.checker.check_model(proto)
+    with atomic_path(out_dir / ONNX_NAME) as tmp:
+        onnx.save(proto, tmp)
+    info = dict(meta["onnx"], dtype="float16 weights (float32 compute)", bytes=(out_dir / ONNX_NAME).stat().st_size,
+                weights=weight_report(out_dir / ONNX_NAME))
+    meta = dict(meta, arch=meta["arch"])
+    _write_yaml(out_dir, meta, info, {"stage": "onnx-fp16", "src": str(src)})
+    return out_dir
+
+
+class _FeatReader:
+    """onnxruntime CalibrationDataReader over raw fbank of some utterances of a data dir."""
+
+    def __init__(self, data_dir: Path, num_utts: int, seed: int = 0):
+        import kaldiio
+
+        from asrcomp.datadir import read_data_dir
+
+        data = read_data_dir(data_dir, need_features=True)
+        rng = np.random.default_rng(seed)
+        utts = list(rng.choice(data.utts, size=min(num_utts, len(data.utts)), replace=False))
+        feats = kaldiio.load_scp(str(data.path / "feats.scp"))
+        self._items = iter([{"x": np.asarray(feats[u], dtype=np.float32)[None],
+                             "x_lens": np.array([len(feats[u])], dtype=np.int64)} for u in utts])
+
+    def get_next(self):
+        return next(self._items, None)
+
+
+def quantize(src: str | os.PathLike, out_dir: str | os.PathLike, mode: str = "dynamic",
+             calib_dir: str | os.PathLike | None = None, calib_utts: int = 100, per_channel: bool = True) -> Path:
+    """int8 weights of an exported ONNX dir.
+
+    ``dynamic``: onnxruntime's ``quantize_dynamic`` (int8 weights, activations quantised per
+    call: MatMulInteger / ConvInteger). ``static``: QDQ int8 weights and activations, the
+    activation ranges calibrated (MinMax) on ``calib_utts`` utterances of ``calib_dir``
+    (training features). ``per_channel``: one scale per output channel.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, out_dir = Path(src), Path(out_dir)
+    if mode not in ("dynamic", "static"):
+        raise InputError("--mode", f"{mode!r} is not a quantisation mode", fix="dynamic or static")
+    if mode == "static" and calib_dir is None:
+        raise InputError("--calib-dir", "static quantisation needs calibration data",
+                         fix="pass the training data dir (its feats.scp is read)")
+    meta = _copy_dir_files(src, out_dir)
+    if meta["onnx"].get("quantization", "none") != "none" or "float16" in str(meta["onnx"].get("dtype")):
+        raise InputError(src, "is already quantised or fp16", fix="quantise the float32 export")
+    with tempfile.TemporaryDirectory() as td, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pre = Path(td) / "pre.onnx"
+        quant_pre_process(str(src / ONNX_NAME), str(pre), skip_symbolic_shape=True)
+        out = Path(td) / "q.onnx"
+        ops = ["MatMul", "Gemm", "Conv"]
+        if mode == "dynamic":
+            quantize_dynamic(str(pre), str(out), op_types_to_quantize=ops, per_channel=per_channel,
+                             weight_type=QuantType.QInt8)
+        else:
+            quantize_static(str(pre), str(out), _FeatReader(Path(calib_dir), calib_utts),
+                            quant_format=QuantFormat.QDQ, op_types_to_quantize=ops, per_channel=per_channel,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        import onnx
+
+        proto = onnx.load(str(out))
+        _set_metadata(proto, dict(read_metadata(src / ONNX_NAME), quantization=f"int8-{mode}"))
+        with atomic_path(out_dir / ONNX_NAME) as tmp:
+            onnx.save(proto, tmp)
+    info = dict(meta["onnx"], quantization=f"int8-{mode}" + ("-per-channel" if per_channel else ""),
+                bytes=(out_dir / ONNX_NAME).stat().st_size, weights=weight_report(out_dir / ONNX_NAME))
+    if mode == "static":
+        info["calibration"] = {"data_dir": str(calib_dir), "utterances": calib_utts}
+    _write_yaml(out_dir, meta, info, {"stage": f"onnx-int8-{mode}", "src": str(src), "per_channel": per_channel,
+                                      **({"calib_dir": str(calib_dir), "calib_utts": calib_utts}
+                                         if mode == "static" else {})})
+    log.info("%s: int8 %s, %d bytes (float32 %d)", out_dir / ONNX_NAME, mode, info["bytes"],
+             (src / ONNX_NAME).stat().st_size)
+    return out_dir
+
+
+# ----------------------------------------------------------------------------- onnxruntime decoding
+
+def decode_onnx(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_dir: str | os.PathLike | None,
+                opts=None, threads: int = 1) -> dict:
+    """Decode a data dir with an exported model in onnxruntime (``threads`` threads, batch 1).
+
+    Reads the data dir's raw fbank (the graph applies its own CMVN), searches TLG and greedy
+    exactly as ``asrcomp decode``, and writes ``<onnx-dir>/decode_<set>_<graph>/`` and
+    ``decode_<set>_greedy/`` (``wer``, ``errs``, ``hyp.txt``, ``rtf``: onnxruntime + search
+    seconds over audio seconds). Acoustic scale and blank penalty are whatever the export baked in.
+    """
+    import kaldiio
+
+    from asrcomp.datadir import read_data_dir, write_table
+    from asrcomp.decode import DecodeOptions, TlgDecoder, ctc_greedy, tokens_to_words
+    from asrcomp.decode_dir import _durations, check_features_match, decode_dirs, merge_and_score
+    from asrcomp.lang import read_symbol_table
+    from asrcomp.modeldir import check_token_set, read_model_yaml
+
+    onnx_dir, data_dir = Path(onnx_dir), Path(data_dir)
+    cfg = read_model_yaml(onnx_dir)
+    if "onnx" not in cfg or not (onnx_dir / ONNX_NAME).is_file():
+        raise InputError(onnx_dir, f"not an exported ONNX dir ({ONNX_NAME} missing)", fix="run asrcomp export-onnx")
+    check_features_match(cfg, data_dir, onnx_dir)
+    opts = opts or DecodeOptions()
+    if opts.acoustic_scale != 1.0 or opts.blank_penalty:
+        raise InputError(onnx_dir, "acoustic scale and blank penalty are baked into model.onnx at export",
+                         fix="export with --acoustic-scale / --blank-penalty instead")
+    sess = _session(onnx_dir / ONNX_NAME, threads)
+    decoder = None
+    if graph_dir is not None:
+        check_token_set(onnx_dir, Path(graph_dir) / "tokens.txt")
+        decoder = TlgDecoder(graph_dir, opts)
+    id2tok = {i: t for t, i in read_symbol_table(onnx_dir / "tokens.txt").items()}
+    data = read_data_dir(data_dir, need_features=True)
+    feats = kaldiio.load_scp(str(data.path / "feats.scp"))
+    durations = _durations(data_dir, cfg)
+    outs = decode_dirs(onnx_dir, data_dir, graph_dir)
+    hyps: dict[str, dict[str, str]] = {k: {} for k in outs}
+    secs = {"nnet": 0.0, "search": 0.0, "audio": 0.0}
+    sess.run(None, {"x": np.zeros((1, 30, cfg["arch"]["feat_dim"]), np.float32), "x_lens": np.array([30])})  # warm-up
+    for utt in data.utts:
+        x = np.asarray(feats[utt], dtype=np.float32)
+        t0 = time.perf_counter()
+        lp = sess.run(None, {"x": x[None], "x_lens": np.array([len(x)], dtype=np.int64)})[0][0]
+        t1 = time.perf_counter()
+        if decoder is not None:
+            hyps["tlg"][utt] = " ".join(decoder.decode(lp))
+        t2 = time.perf_counter()
+        hyps["greedy"][utt] = " ".join(tokens_to_words(ctc_greedy(lp), id2tok, cfg["tokens"]["token_type"]))
+        secs["nnet"] += t1 - t0
+        secs["search"] += t2 - t1
+        secs["audio"] += durations.get(utt, len(x) * cfg.get("frame_shift_ms", 10) / 1000)
+    for kind, d in outs.items():
+        d.mkdir(parents=True, exist_ok=True)
+        write_table(d / "hyp.1.txt", {u: h or "" for u, h in hyps[kind].items()})
+        with atomic_open(d / "rtf.1.yaml", "w") as f:
+            yaml.safe_dump(dict(secs, search=secs["search"] if kind == "tlg" else 0.0), f)
+    return merge_and_score(onnx_dir, data_dir, graph_dir, 1)
+
+
+__all__ = ["export_onnx", "to_fp16", "quantize", "decode_onnx", "weight_report", "global_cmvn", "read_metadata",
+           "DeployModel", "export_friendly"]

@@ -1,0 +1,172 @@
+"""ONNX export of model dirs: onnxruntime equals PyTorch, factorised layers stay factorised, int8/fp16."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from asrcomp.compress.stage import apply_svd, apply_tensorization  # noqa: E402
+from asrcomp.modeldir import load_model_dir, save_model_dir  # noqa: E402
+from asrcomp.nnet import build_model, count_params  # noqa: E402
+from asrcomp.onnx_export import (_session, export_onnx, global_cmvn, quantize, read_metadata, to_fp16,  # noqa: E402
+                                 weight_report)
+from asrcomp.utils import InputError  # noqa: E402
+
+V = 12
+TDNN = dict(type="tdnn", feat_dim=80, num_tokens=V, hidden_dim=48,
+            contexts=[[-2, -1, 0, 1, 2], [-1, 0, 1], [-3, 0, 3]], subsample_at=1, subsampling_factor=3)
+DNN = dict(type="dnn", feat_dim=80, num_tokens=V, hidden_dim=48, num_layers=2, splice=2, subsampling_factor=3)
+NO_CMVN = {"cmvn": "none"}
+
+
+def _tokens(tmp_path):
+    p = tmp_path / "lang" / "tokens.txt"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("".join(f"{t} {i}\n" for i, t in enumerate(["<blk>"] + [f"p{i}" for i in range(1, V)] + ["#0"])))
+    return p
+
+
+def _randomise_bn(model):
+    g = torch.Generator().manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+
+
+def _model_dir(tmp_path, arch, name, factorise=None, features=NO_CMVN):
+    torch.manual_seed(0)
+    model = build_model(arch).eval()
+    _randomise_bn(model)
+    if factorise:
+        factorise(model)
+    return save_model_dir(tmp_path / name, model, _tokens(tmp_path), features=features)
+
+
+def _svd(m):
+    apply_svd(m, layers=r"output|layers\.1\.conv", rank=8)
+
+
+def _tt(m):
+    apply_tensorization(m, "tt", layers=r"layers\.[12]\.conv", shapes="8x6,12x12", ranks=6)
+
+
+def _dnn_tt(m):
+    apply_tensorization(m, "tt", layers=r"layers\.1\.linear", shapes="8x6,8x6", ranks=4)
+
+
+def _tucker(m):
+    apply_tensorization(m, "tucker", layers=r"layers\.[12]\.conv", ranks=[16, 16, 3])
+
+
+def _cp(m):
+    apply_tensorization(m, "cp", layers=r"layers\.[12]\.conv", shapes="8x6,12x12", ranks=10)
+
+
+def _ort_vs_torch(model_dir, onnx_dir, lens=(121, 64, 10)):
+    model, _ = load_model_dir(model_dir)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(len(lens), max(lens), 80, generator=g)
+    x_lens = torch.tensor(lens)
+    with torch.no_grad():
+        ref, ref_lens = model(x, x_lens)
+    out, out_lens = _session(onnx_dir / "model.onnx").run(None, {"x": x.numpy(), "x_lens": x_lens.numpy()})
+    assert out_lens.tolist() == ref_lens.tolist()
+    assert out.shape[2] == V
+    return max(float(np.abs(out[n, :k] - ref[n, :k].numpy()).max()) for n, k in enumerate(out_lens.tolist()))
+
+
+@pytest.mark.parametrize("arch,factorise", [(TDNN, None), (DNN, None), (TDNN, _svd), (TDNN, _tt), (TDNN, _tucker),
+                                            (TDNN, _cp), (DNN, _dnn_tt)],
+                         ids=["tdnn", "dnn", "svd", "tt", "tucker", "cp", "dnn-tt"])
+def test_onnx_equals_pytorch_and_stays_factorised(tmp_path, arch, factorise):
+    src = _model_dir(tmp_path, arch, "m", factorise)
+    out = export_onnx(src, tmp_path / "onnx")
+    assert _ort_vs_torch(src, out) < 1e-4
+    meta = read_metadata(out / "model.onnx")
+    assert meta["model_type"] == "zipformer2_ctc" and int(meta["vocab_size"]) == V
+    assert (out / "tokens.txt").read_text() == (src / "tokens.txt").read_text()
+    # factorised: the MatMul/Conv weights are the factors, never the dense matrix they stand for
+    model, _ = load_model_dir(src)
+    rep = weight_report(out / "model.onnx")
+    dense = build_model(arch)
+    dense_weights = sum(p.numel() for n, p in dense.named_parameters() if n.endswith("weight") and p.dim() > 1)
+    model_weights = count_params(model) - sum(p.numel() for n, p in model.named_parameters()
+                                              if "bn." in n or n.endswith("bias"))
+    if factorise is _cp:  # the graph multiplies by the Khatri-Rao products of the factors: (in x R), (R x out)
+        r, rows, cols = 10, [8, 6], [12, 12]
+        model_weights += 2 * (r * (math.prod(rows) + math.prod(cols)) - r * (sum(rows) + sum(cols) + 1))
+    assert rep["weights"] == model_weights
+    if factorise:
+        assert rep["weights"] < dense_weights
+        assert rep["nodes"] > len([m for m in dense.modules() if isinstance(m, (torch.nn.Conv1d, torch.nn.Linear))])
+    # layers 1 and 2 are 48 x 48 x 3 convs: dense in the baseline, one of them factorised by SVD, both by TT/...
+    if arch is TDNN:
+        n_dense = sum(math.prod(s) == 48 * 48 * 3 for s in rep["shapes"])
+        assert n_dense == (2 if factorise is None else 1 if factorise is _svd else 0)
+
+
+def test_global_cmvn_is_baked_in(tmp_path):
+    """A model trained with per-speaker CMVN takes raw fbank: the graph applies the global CMVN of the
+    training data (summed per-speaker stats)."""
+    import kaldiio
+
+    data = tmp_path / "train"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    stats = {}
+    frames = []
+    for spk in ("a", "b"):
+        x = rng.normal(3.0 if spk == "a" else -1.0, 2.0, size=(50, 80))
+        frames.append(x)
+        stats[spk] = np.stack([np.r_[x.sum(0), len(x)], np.r_[(x * x).sum(0), 0]])
+    with kaldiio.WriteHelper(f"ark,scp:{tmp_path}/cmvn.ark,{data}/cmvn.scp") as w:
+        for k, v in stats.items():
+            w(k, v)
+    allx = np.concatenate(frames)
+    mean, std, n = global_cmvn(data)
+    assert n == 100 and np.allclose(mean, allx.mean(0)) and np.allclose(std, allx.std(0))
+    src = _model_dir(tmp_path, TDNN, "m", features={"cmvn": "speaker", "norm_vars": True})
+    out = export_onnx(src, tmp_path / "onnx", cmvn_dir=data)
+    model, _ = load_model_dir(src)
+    x = rng.normal(1.0, 2.5, size=(1, 40, 80)).astype(np.float32)
+    with torch.no_grad():
+        ref, _ = model(torch.from_numpy(((x - mean) / std).astype(np.float32)), torch.tensor([40]))
+    got = _session(out / "model.onnx").run(None, {"x": x, "x_lens": np.array([40])})[0]
+    assert np.abs(got - ref.numpy()).max() < 1e-4
+
+
+def test_export_bad_inputs(tmp_path):
+    with pytest.raises(InputError, match="no such model dir"):
+        export_onnx(tmp_path / "nope", tmp_path / "o")
+    src = _model_dir(tmp_path, TDNN, "m", features={"cmvn": "speaker"})
+    with pytest.raises(InputError, match="cmvn-dir"):
+        export_onnx(src, tmp_path / "o")  # per-speaker CMVN model, no training dir known
+    with pytest.raises(InputError, match="not an exported ONNX dir"):
+        quantize(src, tmp_path / "q")
+
+
+def test_int8_and_fp16(tmp_path):
+    arch = dict(TDNN, hidden_dim=256)  # big enough that weights dominate the file
+    src = _model_dir(tmp_path, arch, "m")
+    out = export_onnx(src, tmp_path / "onnx")
+    q = quantize(out, tmp_path / "int8")
+    h = to_fp16(out, tmp_path / "fp16")
+    b32, b8, b16 = [(d / "model.onnx").stat().st_size for d in (out, q, h)]
+    assert b32 / b8 >= 3.5, (b32, b8)
+    assert 1.9 <= b32 / b16 <= 2.1, (b32, b16)
+    model, _ = load_model_dir(src)
+    x = np.random.default_rng(1).normal(size=(1, 90, 80)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x), torch.tensor([90]))[0].numpy()
+    for d, tol in ((h, 5e-2), (q, 0.5)):
+        got = _session(d / "model.onnx").run(None, {"x": x, "x_lens": np.array([90])})[0]
+        assert np.abs(np.exp(got) - np.exp(ref)).max() < tol  # posteriors close
+        assert (got.argmax(-1) == ref.argmax(-1)).mean() > 0.8
+    assert weight_report(q / "model.onnx")["nodes"] == weight_report(out / "model.onnx")["nodes"]
