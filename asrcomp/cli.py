@@ -438,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out_dir")
     s.set_defaults(func=_cmd_unpack)
 
+    from asrcomp.onnx_cli import add_commands  # export-onnx, onnx-fp16, onnx-int8, decode-onnx, decode-sherpa
+
+    add_commands(add)
+
     s = add("compare", help="markdown table of model dirs: size, FLOPs, RTF, WER")
     s.add_argument("--sets", default="test", help="comma-separated data set names")
     s.add_argument("--out", help="also write the table here")
