@@ -1,0 +1,71 @@
+"""sherpa-onnx decodes an exported model with the recipe's TLG.fst as asrcomp does; bad inputs fail clearly."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+pytest.importorskip("sherpa_onnx")
+pytest.importorskip("onnxruntime")
+
+from asrcomp.datadir import read_table  # noqa: E402
+from asrcomp.decode_dir import decode  # noqa: E402
+from asrcomp.onnx_export import decode_onnx, export_onnx  # noqa: E402
+from asrcomp.sherpa import decode_sherpa, run_sherpa, validate  # noqa: E402
+from asrcomp.utils import InputError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def quick_onnx(quick_tdnn, tmp_path_factory):
+    """The quick TDNN exported (global CMVN from its training data), and its asrcomp decode of test."""
+    return export_onnx(quick_tdnn, tmp_path_factory.mktemp("onnx") / "tdnn_onnx")
+
+
+def test_sherpa_reproduces_asrcomp(quick_data, quick_tdnn, quick_onnx):
+    graph, test = quick_data / "lang_bpe500_3gram", quick_data / "test"
+    torch_res = decode(quick_tdnn, test, graph)["tlg"]  # PyTorch, per-speaker CMVN
+    ort_res = decode_onnx(quick_onnx, test, graph)["tlg"]  # onnxruntime, global CMVN in the graph
+    sh = decode_sherpa(quick_onnx, test, graph)  # sherpa-onnx: its own fbank from the WAVs
+    n = ort_res["wer"].words
+    assert sh["wer"].words == n > 0
+    # same model, same features, same search: sherpa-onnx within 0.2 absolute of onnxruntime + asrcomp's search
+    assert abs(sh["wer"].wer - ort_res["wer"].wer) <= 0.2, (sh["wer"].kaldi_line(), ort_res["wer"].kaldi_line())
+    hyp_ort = read_table(ort_res["dir"] / "hyp.txt", max_fields=None, allow_empty_value=True)
+    hyp_sh = read_table(sh["dir"] / "hyp.txt", max_fields=None, allow_empty_value=True)
+    same = sum(hyp_ort[u] == hyp_sh[u] for u in hyp_ort)
+    assert same >= 0.95 * len(hyp_ort)
+    # the CMVN swap (per speaker -> global) is reported, not asserted: it is what deployment costs
+    print(f"\nPyTorch per-speaker CMVN: {torch_res['wer'].kaldi_line()}\nonnxruntime global CMVN: "
+          f"{ort_res['wer'].kaldi_line()}\nsherpa-onnx: {sh['wer'].kaldi_line()} RTF {sh['rtf']:.4f}")
+    assert (sh["dir"] / "rtf").read_text().startswith("RTF ")
+    greedy = decode_sherpa(quick_onnx, test, None)
+    assert greedy["dir"].name == "decode_test_greedy_sherpa" and greedy["wer"].words > 0
+
+
+def test_sherpa_bad_inputs_are_clear_errors(quick_data, quick_onnx, tmp_path):
+    graph, test = quick_data / "lang_bpe500_3gram", quick_data / "test"
+    with pytest.raises(InputError, match="TLG.fst: decoding graph not found"):
+        decode_sherpa(quick_onnx, test, tmp_path)
+    bad = tmp_path / "bad"
+    shutil.copytree(quick_onnx, bad)
+    (bad / "tokens.txt").write_text("<blk> 0\na 1\n")
+    with pytest.raises(InputError, match="tokens"):
+        validate(bad, None)
+    import onnx
+
+    proto = onnx.load(str(quick_onnx / "model.onnx"))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(bad / "model.onnx"))
+    shutil.copyfile(quick_onnx / "tokens.txt", bad / "tokens.txt")
+    with pytest.raises(InputError, match="model_type"):
+        validate(bad, graph)
+    # what sherpa-onnx does with a broken graph when nothing checks it first: the child dies, we raise
+    fake = tmp_path / "fake_graph"
+    fake.mkdir()
+    (fake / "TLG.fst").write_text("not an fst\n")
+    cfg = validate(quick_onnx, None)
+    wav_scp = test / "wav.scp"
+    utt, spec = next(iter(read_table(wav_scp, max_fields=None).items()))
+    with pytest.raises(RuntimeError, match="sherpa-onnx (exited with status|was killed by signal)"):
+        run_sherpa(quick_onnx, cfg, [(utt, spec, 1)], wav_scp, fake)
