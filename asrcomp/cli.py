@@ -205,7 +205,8 @@ def _cmd_pack(a):
     from asrcomp.compress.pack import build_configs, pack
 
     flags = dict(bits=a.bits, bits_output=a.bits_output, prune_sparsity=a.prune_sparsity,
-                 prune_epochs=a.prune_epochs, finetune_epochs=a.finetune_epochs, lr=a.lr, index_bits=a.index_bits)
+                 prune_epochs=a.prune_epochs, finetune_epochs=a.finetune_epochs, lr=a.lr, index_bits=a.index_bits,
+                 coder=a.coder)
     pcfg, tcfg = build_configs(a.conf, flags, (a.set or []) + ([f"device={a.device}"] if a.device else []))
     pack(a.src_dir, a.out_dir, pcfg, tcfg, a.train_dir, a.valid_dir, a.lang_dir)
 
@@ -425,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--finetune-epochs", type=int, help="centroid fine-tuning epochs (default 0)")
     s.add_argument("--lr", type=float, help="fine-tuning learning rate (default: train lr / 10)")
     s.add_argument("--index-bits", type=int, help="gap symbol bits of sparse tensors (default: best per tensor)")
+    s.add_argument("--coder", choices=["huffman", "ans"],
+                   help="entropy coder of model.acz (default huffman; ans: within 0.1%% of the entropy)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training option")
     s.add_argument("--device", help="auto | cpu | cuda")
     s.add_argument("src_dir")

@@ -73,3 +73,18 @@ def test_a_different_model_or_leftover_data_is_an_error():
         ans.decode_many(words, metas[:1])
     with pytest.raises(ValueError, match="non-negative"):
         ans.encode(np.array([1, -1]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 2000), min_size=1, max_size=400), st.integers(1, 1 << 31))
+def test_model_table_round_trips(syms, big):
+    s = np.array(syms + [0] * (big % 3), dtype=np.int64)
+    _, meta = ans.encode(s)
+    meta.counts[-1] = big  # counts of any size up to 32 bits
+    used, counts = ans.table_from_bytes(ans.table_bytes(meta))
+    assert np.array_equal(used, meta.symbols) and np.array_equal(counts, meta.counts)
+    # one byte per symbol up to the largest used while counts stay below 128
+    small = ans.encode(np.arange(50))[1]
+    assert len(ans.table_bytes(small)) == 50
+    with pytest.raises(ValueError, match="truncated"):
+        ans.table_from_bytes(b"\x85")

@@ -71,3 +71,11 @@ def test_symbol_outside_alphabet_or_without_code_is_an_error():
         H.encode(np.array([0, 5]), alphabet=4)
     with pytest.raises(ValueError, match="no code"):
         H.encode(np.array([0, 1, 3]), lengths=np.array([1, 1], dtype=np.uint8))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 60), max_size=3000), st.sampled_from([16, 4096]))
+def test_cost_is_what_encode_spends(syms, block):
+    s = np.array(syms, dtype=np.int64)
+    enc = H.encode(s, block=block)
+    assert H.cost(s, block=block) == (enc.nbits, len(enc.lengths) + 4 * len(enc.offsets))

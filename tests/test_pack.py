@@ -81,6 +81,39 @@ def test_unpack_is_bit_identical_and_gives_the_same_outputs(packed, src_dir, tmp
     assert len(rows) == len(sd_p) + 3 and "idx_entropy_bits" in head
 
 
+def _report(d):
+    rows = [r.split("\t") for r in (d / "pack_report.tsv").read_text().splitlines()]
+    return [dict(zip(rows[0], r)) for r in rows[1:]]
+
+
+def test_ans_coder_unpacks_bit_exact_and_both_coders_are_reported(src_dir, tmp_path):
+    cfg = dict(bits="layers\\.0=6,default=3", bits_output=2, prune_sparsity="layers\\.2=0.7,default=0.5")
+    huf = pack(src_dir, tmp_path / "huf", PackConfig(**cfg))
+    ans = pack(src_dir, tmp_path / "ans", PackConfig(**cfg, coder="ans"))
+    data = (ans / "model.acz").read_bytes()
+    assert data[8:12] == (2).to_bytes(4, "little") and (huf / "model.acz").read_bytes()[8:12] == (1).to_bytes(4, "little")
+    unpacked = unpack(ans / "model.acz", tmp_path / "unpacked")
+    sd_h, sd_a, sd_u = (load_model_dir(d)[0].state_dict() for d in (huf, ans, unpacked))
+    for k in sd_h:  # same weights whichever coder, and the ANS file gives them back bit for bit
+        assert torch.equal(sd_h[k], sd_a[k]) and torch.equal(sd_a[k], sd_u[k]), k
+    rh, ra = _report(huf), _report(ans)
+    th, ta = rh[-1], ra[-1]
+    assert th["coder"] == "huffman" and ta["coder"] == "ans"
+    assert int(th["huffman_B"]) == (huf / "model.acz").stat().st_size
+    assert int(ta["ans_B"]) == len(data)
+    for r in (th, ta):  # each report has both coders: ANS is near the entropy, Huffman above it
+        assert 1.0 <= float(r["ans_over_entropy"]) <= 1.001 + 64 / float(r["idx_entropy_bits"])
+        assert float(r["huffman_over_entropy"]) > float(r["ans_over_entropy"])
+        assert int(r["ans_B"]) < int(r["huffman_B"])
+    # the other coder's total is the file it would have written, up to the JSON header
+    assert abs(int(th["ans_B"]) - len(data)) < 200
+    assert abs(int(ta["huffman_B"]) - (huf / "model.acz").stat().st_size) < 200
+    for a, b in zip(rh, ra):  # per tensor: the same numbers whichever coder wrote the file
+        assert (a["tensor"], a["huffman_B"], a["ans_B"], a["idx_ans_bits"]) == \
+            (b["tensor"], b["huffman_B"], b["ans_B"], b["idx_ans_bits"]) or a["kind"] == "meta" or a["tensor"] == "TOTAL"
+    assert load_model_dir(ans)[1]["history"][-1]["coder"] == "ans"
+
+
 def test_damaged_or_truncated_file_is_a_clear_error(packed, tmp_path):
     data = (packed / "model.acz").read_bytes()
     bad = tmp_path / "bad.acz"
@@ -95,7 +128,7 @@ def test_damaged_or_truncated_file_is_a_clear_error(packed, tmp_path):
 
 
 @pytest.mark.parametrize("opts", [{"bits": 0}, {"bits": 17}, {"bits": "output=4,default=20"}, {"bits_output": 0},
-                                  {"bits": "x"}, {"prune_sparsity": 1.0}])
+                                  {"bits": "x"}, {"prune_sparsity": 1.0}, {"coder": "zip"}])
 def test_bad_options_are_input_errors(opts):
     with pytest.raises(InputError, match="conf/x.yaml"):
         PackConfig.from_dict(opts, where="conf/x.yaml")
@@ -112,7 +145,8 @@ def test_cli_rejects_bits_out_of_range(src_dir, tmp_path, capfd):
 def test_cli_pack_unpack(src_dir, tmp_path):
     from asrcomp.cli import main
 
-    assert main(["pack", "--bits", "4", "--bits-output", "3", str(src_dir), str(tmp_path / "p")]) == 0
+    assert main(["pack", "--bits", "4", "--bits-output", "3", "--coder", "ans", str(src_dir), str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p/pack_report.tsv").read_text().splitlines()[-1].split("\t")[11] == "ans"
     assert main(["unpack", str(tmp_path / "p/model.acz"), str(tmp_path / "u")]) == 0
     a, b = load_model_dir(tmp_path / "p")[0].state_dict(), load_model_dir(tmp_path / "u")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -6,8 +6,8 @@ costs noticeably more than its entropy; ANS codes to within the precision of its
 probability model (constriction's default: 24-bit fixed point, 32-bit words, 64-bit state).
 
 - Every stream is modelled as i.i.d. with its own empirical distribution (zero-order, like
-  the Huffman code), stored as the used symbols and their exact counts: the decoder rebuilds
-  the same float64 probabilities ``counts / n`` and so the same model.
+  the Huffman code), stored as its exact symbol counts (:func:`table_bytes`, varints): the
+  decoder rebuilds the same float64 probabilities ``counts / n`` and so the same model.
 - All streams of a file share one ANS stack: they are pushed last to first and popped first
   to last, so the file pays the coder's final state (<= 64 bits) once, not per tensor.
 - A stream with one distinct symbol (or none) costs nothing, as in the Huffman coder.
@@ -113,6 +113,40 @@ def decode_many(words: np.ndarray, metas: list[AnsStream]) -> list[np.ndarray]:
     if not coder.is_empty():
         raise ValueError("ANS data left over after the last stream")
     return out
+
+
+def table_bytes(meta: AnsStream) -> bytes:
+    """A stream's model as stored: the count of every symbol from 0 to the largest used one (0 for
+    unused ones), each an unsigned LEB128 varint -- one byte per count below 128, like a Huffman
+    code-length table, two for counts below 16384."""
+    dense = np.zeros(int(meta.symbols[-1]) + 1 if len(meta.symbols) else 0, dtype=np.int64)
+    dense[meta.symbols.astype(np.int64)] = meta.counts
+    out = bytearray()
+    for v in dense.tolist():
+        while v >= 0x80:
+            out.append((v & 0x7F) | 0x80)
+            v >>= 7
+        out.append(v)
+    return bytes(out)
+
+
+def table_from_bytes(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``(used symbols, counts)`` (uint32) of :func:`table_bytes`'s output."""
+    dense, v, shift = [], 0, 0
+    for b in data:
+        v |= (b & 0x7F) << shift
+        if b & 0x80:
+            shift += 7
+            if shift > 35:
+                raise ValueError("ANS model table: varint too long")
+        else:
+            dense.append(v)
+            v, shift = 0, 0
+    if shift:
+        raise ValueError("ANS model table: truncated varint")
+    d = np.array(dense, dtype=np.int64)
+    used = np.flatnonzero(d)
+    return used.astype(np.uint32), d[used].astype(np.uint32)
 
 
 def encode(symbols: np.ndarray) -> tuple[np.ndarray, AnsStream]:

@@ -243,3 +243,18 @@ def entropy_bits(symbols: np.ndarray) -> float:
     c = c[c > 0].astype(np.float64)
     p = c / c.sum()
     return float(-(c * np.log2(p)).sum())
+
+
+def cost(symbols: np.ndarray, alphabet: int | None = None, block: int = DEFAULT_BLOCK) -> tuple[int, int]:
+    """``(bits, table bytes)`` that :func:`encode` would spend on ``symbols``, without coding them:
+    the code bits, and the stored code lengths plus 32-bit block offsets."""
+    symbols = np.asarray(symbols).astype(np.int64, copy=False).ravel()
+    if symbols.size == 0:
+        return 0, 0
+    counts = np.bincount(symbols, minlength=alphabet or 0)
+    lengths = code_lengths(counts)
+    nz = np.flatnonzero(lengths)
+    if len(nz) == 0:
+        return 0, 0
+    nblocks = (symbols.size + block - 1) // block
+    return int((counts * lengths).sum()), int(nz[-1]) + 1 + 4 * (nblocks - 1)

@@ -10,7 +10,10 @@
    re-set to its cluster's mean, so the weights stay exactly tied (and pruned ones exactly 0);
 3. Huffman coding (:mod:`asrcomp.compress.huffman`) of the cluster indices and, for sparse
    tensors, of the gaps between non-zero positions (the paper's relative indices: a gap
-   larger than ``2**g - 1`` is sent as filler symbols 0, each meaning "advance 2**g - 1").
+   larger than ``2**g - 1`` is sent as filler symbols 0, each meaning "advance 2**g - 1");
+   or, with ``coder: ans`` (``--coder ans``), ANS coding of the same streams
+   (:mod:`asrcomp.compress.ans`, within 0.1 % of their entropy). ``pack_report.tsv``
+   gives both coders' sizes whichever the file uses.
 
 Tensors are treated generically by state-dict name, so factorised layers (SVD, TT cores,
 Tucker/CP factors) pack like any other: every floating *parameter* with >= 2 dims or more
@@ -23,6 +26,9 @@ stored raw.
 File layout (little-endian)::
 
     b"ASRCACZ\\0"  u32 version  u32 header length  zlib(JSON header)  payload  SHA-256
+
+Version 1: Huffman streams; version 2: ANS streams (one shared word array; the header
+names the coder and the constriction that wrote it). Both are read.
 
 The header holds the model.yaml architecture, token table (and bpe.model bytes, in the
 payload), fbank options, history, and per tensor its name, shape, dtype, kind and where its
@@ -56,7 +62,9 @@ from asrcomp.utils import InputError, atomic_open, options_from_dict
 log = logging.getLogger(__name__)
 
 MAGIC = b"ASRCACZ\0"
-VERSION = 1
+VERSION = 1  # Huffman-coded streams
+VERSION_ANS = 2  # ANS-coded streams
+CODERS = ("huffman", "ans")
 PACKED_NAME = "model.acz"
 REPORT_NAME = "pack_report.tsv"
 MAX_SMALL = 1024  # floating tensors with < 2 dims and at most this many elements are stored as float16
@@ -77,6 +85,7 @@ class PackConfig:
     finetune_epochs: int = 0  # centroid fine-tuning epochs after k-means
     lr: float | None = None  # fine-tuning learning rate; default: train lr / 10
     index_bits: int | None = None  # gap symbol bits for sparse tensors; None: chosen per tensor
+    coder: str = "huffman"  # entropy coder of the index and gap streams: huffman | ans
     train: dict = dataclasses.field(default_factory=dict)  # TrainConfig overrides for fine-tuning
 
     @classmethod
@@ -99,6 +108,8 @@ class PackConfig:
         except ValueError as e:
             raise InputError(where, str(e), fix="bits 1-16 (e.g. --bits 5 --bits-output 4 or "
                              "--bits 'output=4,default=5'), sparsity 0 <= s < 1") from e
+        if self.coder not in CODERS:
+            raise InputError(where, f"unknown coder {self.coder!r}", fix="coder: huffman or ans")
 
     def bits_rules(self) -> list[tuple[str, int]]:
         rules = parse_spec(self.bits, int, "bits")
@@ -310,8 +321,15 @@ def _choose_gap_bits(pos: np.ndarray) -> int:
 
 
 def encode_state(state: dict[str, torch.Tensor], quantised: set[str], bits: dict[str, int],
-                 index_bits: int | None = None) -> tuple[list[dict], _Payload, list[dict]]:
-    """Header entries, payload and size statistics of every tensor of ``state``."""
+                 index_bits: int | None = None, coder: str = "huffman") -> tuple[list[dict], _Payload, list[dict]]:
+    """Header entries, payload and size statistics of every tensor of ``state``.
+
+    The streams are coded with ``coder`` (huffman or ans); the statistics give what both
+    coders spend (Huffman's from its code lengths, ANS's from coding, both exact), so the
+    report compares them. Without constriction installed, a Huffman pack reports no ANS sizes.
+    """
+    if coder not in CODERS:
+        raise ValueError(f"unknown coder {coder!r}: one of {CODERS}")
     pay, entries, stats = _Payload(), [], []
     streams: list[tuple[dict, str, np.ndarray, int]] = []  # (entry, key, symbols, alphabet): coded below
     for name, t in state.items():
@@ -354,27 +372,53 @@ def encode_state(state: dict[str, torch.Tensor], quantised: set[str], bits: dict
             entries.append(e)
         stats.append(st)
     by_name = {s["tensor"]: s for s in stats}
-    for e, key, sym, alphabet in streams:
-        enc = huffman.encode(sym, alphabet)
-        e[key] = _stream_entry(enc, pay)
+    metas = None
+    try:
+        from asrcomp.compress import ans
+
+        words, metas = ans.encode_many([sym for _, _, sym, _ in streams])
+    except ImportError:
+        if coder == "ans":
+            raise
+    for k, (e, key, sym, alphabet) in enumerate(streams):
         s = by_name[e["name"]]
         s[f"{key}_entropy_bits"] = round(huffman.entropy_bits(sym), 1)
-        s[f"{key}_huffman_bits"] = enc.nbits
-        s[f"{key}_stream_B"] = len(enc.data)
-        s[f"{key}_table_B"] = len(enc.lengths) + 4 * len(enc.offsets)
+        if coder == "huffman":
+            enc = huffman.encode(sym, alphabet)
+            e[key] = _stream_entry(enc, pay)
+            hbits, htable = enc.nbits, len(enc.lengths) + 4 * len(enc.offsets)
+        else:
+            hbits, htable = huffman.cost(sym, alphabet)
+        s[f"{key}_huffman_bits"], s[f"{key}_huffman_table_B"] = hbits, htable
+        if metas is not None:
+            m = metas[k]
+            table = ans.table_bytes(m) if len(m.symbols) > 1 else b""  # one symbol: no model needed
+            s[f"{key}_ans_bits"], s[f"{key}_ans_table_B"] = m.bits, len(table)
+        if coder == "ans":
+            e[key] = {"coder": "ans", "seq": k, "count": m.count, "single": m.single, "crc": m.crc,
+                      "counts": pay.put(table)}
+    if coder == "ans" and streams:
+        ref = pay.put(words.astype("<u4").tobytes())  # one stack for every stream
+        for e, key, _, _ in streams:
+            e[key]["data"] = ref
     return entries, pay, stats
 
 
 def decode_state(entries: list[dict], payload: memoryview) -> dict[str, torch.Tensor]:
     """Inverse of :func:`encode_state` (all Huffman streams decoded in one batch)."""
-    refs, streams = [], []
+    refs, streams, ans_refs, ans_streams = [], [], [], []
     for e in entries:
         if e["kind"] == "quant":
             for key in ("idx", "gap"):
-                if key in e:
+                if key in e and e[key].get("coder") == "ans":
+                    ans_refs.append((e["name"], key))
+                    ans_streams.append(e[key])
+                elif key in e:
                     refs.append((e["name"], key))
                     streams.append(_stream_of(e[key], payload))
     decoded = dict(zip(refs, huffman.decode_many(streams)))
+    if ans_streams:
+        decoded.update(_decode_ans(ans_refs, ans_streams, payload))
     out = {}
     for e in entries:
         dtype = getattr(torch, e["dtype"])
@@ -408,10 +452,28 @@ def decode_state(entries: list[dict], payload: memoryview) -> dict[str, torch.Te
     return out
 
 
+def _decode_ans(refs: list, ds: list[dict], payload: memoryview) -> dict:
+    """The ANS streams (``{(tensor, key): symbols}``): popped off their shared stack in ``seq`` order."""
+    from asrcomp.compress import ans
+
+    def get(ref, dtype):
+        off, n = ref
+        return np.frombuffer(payload[off:off + n], dtype=dtype)
+
+    if len({tuple(d["data"]) for d in ds}) != 1:
+        raise ValueError("ANS streams must share one word array")
+    order = sorted(range(len(ds)), key=lambda i: int(ds[i]["seq"]))
+    metas = [ans.AnsStream(*ans.table_from_bytes(bytes(get(ds[i]["counts"], np.uint8))), int(ds[i]["count"]),
+                           int(ds[i]["single"]), int(ds[i]["crc"])) for i in order]
+    out = ans.decode_many(get(ds[0]["data"], "<u4").astype(np.uint32), metas)
+    return {refs[i]: sym for i, sym in zip(order, out)}
+
+
 def write_packed(path, header: dict, entries: list[dict], pay: _Payload) -> tuple[bytes, int]:
     """The file's bytes (written atomically to ``path`` when given) and the header size."""
     head = zlib.compress(json.dumps(dict(header, tensors=entries), separators=(",", ":")).encode(), 9)
-    body = MAGIC + struct.pack("<II", VERSION, len(head)) + head + bytes(pay.buf)
+    version = VERSION_ANS if header.get("coder") == "ans" else VERSION
+    body = MAGIC + struct.pack("<II", version, len(head)) + head + bytes(pay.buf)
     data = body + hashlib.sha256(body).digest()
     if path is not None:
         with atomic_open(path, "wb") as f:
@@ -434,13 +496,15 @@ def read_packed(path) -> tuple[dict, dict[str, torch.Tensor]]:
     if hashlib.sha256(body).digest() != digest:
         raise InputError(path, "SHA-256 checksum mismatch", fix=fix)
     version, hlen = struct.unpack_from("<II", body, len(MAGIC))
-    if version != VERSION:
-        raise InputError(path, f"format version {version}, this asrcomp reads {VERSION}",
+    if version not in (VERSION, VERSION_ANS):
+        raise InputError(path, f"format version {version}, this asrcomp reads {VERSION} and {VERSION_ANS}",
                          fix="unpack it with the asrcomp version that packed it")
     start = len(MAGIC) + 8
     try:
         header = json.loads(zlib.decompress(body[start:start + hlen]))
         state = decode_state(header["tensors"], memoryview(body)[start + hlen:])
+    except ImportError as e:
+        raise InputError(path, str(e), fix="pip install constriction (the file is ANS-coded)") from e
     except (ValueError, KeyError, zlib.error, IndexError) as e:  # checksum fine but content not ours
         raise InputError(path, f"malformed packed model: {e}", fix=fix) from e
     return header, state
@@ -531,7 +595,11 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     header = {"arch": meta["arch"], "tokens_txt": tokens_txt.read_text(encoding="utf-8"),
               "token_type": meta["tokens"]["token_type"], "features": meta.get("features", {}),
               "history": history + [this], "bpe_model": None}
-    entries, pay, stats = encode_state(state, set(names), bits, pcfg.index_bits)
+    if pcfg.coder == "ans":
+        from asrcomp.compress.ans import library_version
+
+        header.update(coder="ans", ans_library=library_version())
+    entries, pay, stats = encode_state(state, set(names), bits, pcfg.index_bits, pcfg.coder)
     if bpe.is_file():
         header["bpe_model"] = pay.put(zlib.compress(bpe.read_bytes(), 9))
     data, head_bytes = write_packed(None, header, entries, pay)
@@ -545,11 +613,14 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     if bad:
         raise RuntimeError(f"pack self-check failed: {bad} do not round-trip")
     rows, total = report_rows(stats, len(data), head_bytes, len(header["tokens_txt"]),
-                              pay_bpe=header["bpe_model"][1] if header["bpe_model"] else 0)
-    log.info("packed %d tensors in %.2f s (encode %.2f s): %s bytes, %.1fx smaller than fp32; "
-             "%s bytes without the bpe.model copy (%.1fx)", len(state), time.time() - t2, t3 - t2,
+                              pay_bpe=header["bpe_model"][1] if header["bpe_model"] else 0, coder=pcfg.coder)
+    log.info("packed %d tensors in %.2f s (encode %.2f s, %s): %s bytes, %.1fx smaller than fp32; "
+             "%s bytes without the bpe.model copy (%.1fx)", len(state), time.time() - t2, t3 - t2, pcfg.coder,
              f"{len(data):,}", total["ratio"], f"{total['weights_bytes']:,}",
              total["params"] * 4 / total["weights_bytes"])
+    log.info("index and gap streams: entropy %s bits, Huffman %s (x%s), ANS %s (x%s)", total["entropy_bits"],
+             total["huffman_bits"], _ratio(total["huffman_bits"], total["entropy_bits"]) or "-",
+             total["ans_bits"], _ratio(total["ans_bits"] or 0, total["entropy_bits"]) or "-")
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_open(out_dir / PACKED_NAME, "wb") as f:
         f.write(data)
@@ -600,18 +671,27 @@ def unpack(packed, out_dir) -> Path:
 # ----------------------------------------------------------------------------- report
 
 REPORT_COLS = ["tensor", "kind", "shape", "params", "bits", "sparsity", "fp32_B", "pruned_B", "quant_B",
-               "huffman_B", "bits_per_weight", "idx_entropy_bits", "idx_huffman_bits", "idx_huffman_over_entropy",
-               "gap_bits", "gap_entropy_bits", "gap_huffman_bits", "table_B"]
+               "huffman_B", "ans_B", "coder", "bits_per_weight", "idx_entropy_bits", "idx_huffman_bits",
+               "idx_ans_bits", "gap_bits", "gap_entropy_bits", "gap_huffman_bits", "gap_ans_bits",
+               "huffman_over_entropy", "ans_over_entropy", "table_B"]
 
 
-def report_rows(stats: list[dict], file_bytes: int, head_bytes: int, tokens_bytes: int, pay_bpe: int):
+def report_rows(stats: list[dict], file_bytes: int, head_bytes: int, tokens_bytes: int, pay_bpe: int,
+                coder: str = "huffman"):
     """One row per tensor plus header/total rows, bytes after each Deep Compression step.
 
     pruned_B: the paper's sparse estimate (32-bit value + gap_bits relative index per stored
     entry, fillers included); quant_B: fixed-width ``bits`` indices + gap indices + fp32
-    codebook; huffman_B: what the file holds (streams, codebook, code lengths, block offsets).
+    codebook; huffman_B / ans_B: the tensor with each entropy coder (streams, codebook and
+    the coder's tables: Huffman's code lengths and block offsets, ANS's symbol counts as
+    varints). ``coder`` names the one the file uses: in the TOTAL row its
+    column is the file's size, the other coder's is that size with the other streams and
+    tables (the JSON header taken as equal). ``*_over_entropy``: index + gap stream bits
+    over their zero-order entropy; table_B: the file's coder's tables. The ANS streams
+    share one stack, whose final state (<= 64 bits) is counted in the header row.
     """
     rows = []
+    have_ans = any("idx_ans_bits" in s for s in stats if s["kind"] == "quant")
     for s in stats:
         n = s["params"]
         r = {c: "" for c in REPORT_COLS}
@@ -621,43 +701,61 @@ def report_rows(stats: list[dict], file_bytes: int, head_bytes: int, tokens_byte
             nnz = round(n * (1 - s["sparsity"]))
             pruned = (gs * (32 + g) + 7) // 8 if g else 4 * n
             quant = ((nnz if g else n) * s["bits"] + gs * g + 7) // 8 + s["codebook_B"]
-            table = s["idx_table_B"] + s.get("gap_table_B", 0)
-            huff = s["idx_stream_B"] + s.get("gap_stream_B", 0) + s["codebook_B"] + table
-            ent = s["idx_entropy_bits"] + s.get("gap_entropy_bits", 0.0)
-            hb = s["idx_huffman_bits"] + s.get("gap_huffman_bits", 0)
+            keys = ["idx"] + (["gap"] if g else [])
+            ent = sum(s[f"{k}_entropy_bits"] for k in keys)
+            hb = sum(s[f"{k}_huffman_bits"] for k in keys)
+            htab = sum(s[f"{k}_huffman_table_B"] for k in keys)
+            huff = sum((s[f"{k}_huffman_bits"] + 7) // 8 for k in keys) + s["codebook_B"] + htab
             r.update(bits=s["bits"], sparsity=s["sparsity"], pruned_B=pruned, quant_B=quant, huffman_B=huff,
-                     idx_entropy_bits=s["idx_entropy_bits"], idx_huffman_bits=s["idx_huffman_bits"],
-                     idx_huffman_over_entropy=_ratio(hb, ent), table_B=table, gap_bits=g or "",
+                     coder=coder, idx_entropy_bits=s["idx_entropy_bits"], idx_huffman_bits=s["idx_huffman_bits"],
+                     huffman_over_entropy=_ratio(hb, ent), gap_bits=g or "",
                      gap_entropy_bits=s.get("gap_entropy_bits", ""), gap_huffman_bits=s.get("gap_huffman_bits", ""))
-            r["_ent"], r["_hb"] = ent, hb
+            r["_ent"], r["_hb"], r["_tab"] = ent, hb, {"huffman": htab}
+            if have_ans:
+                ab = sum(s[f"{k}_ans_bits"] for k in keys)
+                atab = sum(s[f"{k}_ans_table_B"] for k in keys)
+                r.update(ans_B=(ab + 7) // 8 + s["codebook_B"] + atab, idx_ans_bits=s["idx_ans_bits"],
+                         gap_ans_bits=s.get("gap_ans_bits", ""), ans_over_entropy=_ratio(ab, ent))
+                r["_ab"], r["_tab"]["ans"] = ab, atab
+            r["table_B"] = r["_tab"][coder]
         else:
             r.update(bits=16 if s["kind"] == "float16" else 8 * s["fp32_B"] // max(n, 1), pruned_B=s["fp32_B"],
-                     quant_B=s["stored_B"], huffman_B=s["stored_B"])
-        r["bits_per_weight"] = round(8 * r["huffman_B"] / max(n, 1), 3)
+                     quant_B=s["stored_B"], huffman_B=s["stored_B"], ans_B=s["stored_B"] if have_ans else "")
         rows.append(r)
-    data_bytes = sum(r["huffman_B"] for r in rows)
-    other = file_bytes - data_bytes - pay_bpe  # magic, version, zlib'd JSON header, SHA-256
+    col = f"{coder}_B"
+    data_bytes = sum(r[col] for r in rows)
+    other = file_bytes - data_bytes - pay_bpe  # magic, version, zlib'd JSON header, SHA-256 (+ ANS final state)
+    for r in rows:
+        r["bits_per_weight"] = round(8 * r[col] / max(r["params"], 1), 3)
     params = sum(r["params"] for r in rows)
     fp32 = sum(r["fp32_B"] for r in rows)
     head = {c: "" for c in REPORT_COLS}
     head.update(tensor="(header+checksum)", kind="meta", params=0, fp32_B=0, pruned_B=other, quant_B=other,
-                huffman_B=other, table_B=head_bytes + 32, bits_per_weight="")
+                huffman_B=other, ans_B=other if have_ans else "", table_B=head_bytes + 32, bits_per_weight="")
     bpe = {c: "" for c in REPORT_COLS}
     bpe.update(tensor="(bpe.model zlib)", kind="meta", params=0, fp32_B=0, pruned_B=pay_bpe, quant_B=pay_bpe,
-               huffman_B=pay_bpe, bits_per_weight="")
+               huffman_B=pay_bpe, ans_B=pay_bpe if have_ans else "", bits_per_weight="")
     tot = {c: "" for c in REPORT_COLS}
     q = [r for r in rows if r["kind"] == "quant"]
     ent, hb = sum(r["_ent"] for r in q), sum(r["_hb"] for r in q)
-    tot.update(tensor="TOTAL", kind=f"{fp32 / file_bytes:.1f}x", params=params, fp32_B=fp32,
+    ab = sum(r["_ab"] for r in q) if have_ans else None
+    tot.update(tensor="TOTAL", kind=f"{fp32 / file_bytes:.1f}x", params=params, fp32_B=fp32, coder=coder,
                pruned_B=sum(r["pruned_B"] for r in rows) + other + pay_bpe,
                quant_B=sum(r["quant_B"] for r in rows) + other + pay_bpe,
-               huffman_B=file_bytes, bits_per_weight=round(8 * file_bytes / max(params, 1), 3),
-               idx_entropy_bits=round(ent, 1), idx_huffman_bits=hb, idx_huffman_over_entropy=_ratio(hb, ent),
-               table_B=sum(r["table_B"] or 0 for r in q))
+               huffman_B=sum(r["huffman_B"] for r in rows) + other + pay_bpe,
+               bits_per_weight=round(8 * file_bytes / max(params, 1), 3),
+               idx_entropy_bits=round(ent, 1), idx_huffman_bits=sum(r["idx_huffman_bits"] for r in q),
+               huffman_over_entropy=_ratio(hb, ent), table_B=sum(r["table_B"] or 0 for r in q))
+    if have_ans:
+        tot.update(ans_B=sum(r["ans_B"] for r in rows) + other + pay_bpe, ans_over_entropy=_ratio(ab, ent),
+                   idx_ans_bits=sum(r["idx_ans_bits"] for r in q))
+    tot[col] = file_bytes
     for r in rows:
-        r.pop("_ent", None), r.pop("_hb", None)
+        for k in ("_ent", "_hb", "_ab", "_tab"):
+            r.pop(k, None)
     return rows + [head] + ([bpe] if pay_bpe else []) + [tot], {
-        "ratio": fp32 / file_bytes, "params": params, "weights_bytes": file_bytes - pay_bpe}
+        "ratio": fp32 / file_bytes, "params": params, "weights_bytes": file_bytes - pay_bpe,
+        "entropy_bits": round(ent, 1), "huffman_bits": hb, "ans_bits": ab}
 
 
 def _ratio(a, b) -> str:
@@ -672,8 +770,8 @@ def write_report(path, rows) -> None:
 
 
 def format_report(rows) -> list[str]:
-    cols = ["tensor", "kind", "params", "bits", "sparsity", "fp32_B", "pruned_B", "quant_B", "huffman_B",
-            "bits_per_weight", "idx_huffman_over_entropy"]
+    cols = ["tensor", "kind", "params", "bits", "sparsity", "fp32_B", "pruned_B", "quant_B", "huffman_B", "ans_B",
+            "bits_per_weight", "huffman_over_entropy", "ans_over_entropy"]
     w = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     lines = ["  ".join(c.rjust(w[c]) for c in cols)]
     lines += ["  ".join(str(r[c]).rjust(w[c]) for c in cols) for r in rows]
