@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := python3.11
 VENV := .venv
-APT_PACKAGES := espeak-ng flite sox
+APT_PACKAGES := espeak-ng flite sox ffmpeg irstlm
 CONFIG ?= default
 
 .PHONY: demo test quick setup clean

