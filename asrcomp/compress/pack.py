@@ -687,7 +687,8 @@ def report_rows(stats: list[dict], file_bytes: int, head_bytes: int, tokens_byte
     varints). ``coder`` names the one the file uses: in the TOTAL row its
     column is the file's size, the other coder's is that size with the other streams and
     tables (the JSON header taken as equal). ``*_over_entropy``: index + gap stream bits
-    over their zero-order entropy; table_B: the file's coder's tables. The ANS streams
+    over their zero-order entropy; table_B: the file's coder's tables. In the TOTAL row the
+    idx_* bit columns hold index + gap streams together. The ANS streams
     share one stack, whose final state (<= 64 bits) is counted in the header row.
     """
     rows = []
@@ -744,11 +745,11 @@ def report_rows(stats: list[dict], file_bytes: int, head_bytes: int, tokens_byte
                quant_B=sum(r["quant_B"] for r in rows) + other + pay_bpe,
                huffman_B=sum(r["huffman_B"] for r in rows) + other + pay_bpe,
                bits_per_weight=round(8 * file_bytes / max(params, 1), 3),
-               idx_entropy_bits=round(ent, 1), idx_huffman_bits=sum(r["idx_huffman_bits"] for r in q),
+               idx_entropy_bits=round(ent, 1), idx_huffman_bits=hb,
                huffman_over_entropy=_ratio(hb, ent), table_B=sum(r["table_B"] or 0 for r in q))
     if have_ans:
         tot.update(ans_B=sum(r["ans_B"] for r in rows) + other + pay_bpe, ans_over_entropy=_ratio(ab, ent),
-                   idx_ans_bits=sum(r["idx_ans_bits"] for r in q))
+                   idx_ans_bits=ab)
     tot[col] = file_bytes
     for r in rows:
         for k in ("_ent", "_hb", "_ab", "_tab"):
