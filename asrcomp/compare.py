@@ -2,7 +2,8 @@
 
 Columns: model, parameters, bytes on disk (``final.pt``, or the packed ``model.acz``
 for a packed model: ``packed_bytes`` in model.yaml), MFLOPs per second of audio,
-RTF of TLG decoding, and per test set the TLG and greedy WER. Printed and written
+RTF of TLG decoding, per test set the TLG and greedy WER, then the onnxruntime RTF of TLG decoding
+(``RTF (ORT)``: from the ``<model>_onnx`` export beside it, or the ONNX dir itself). Printed and written
 as markdown, which ``egs/<corpus>/RESULTS.md`` is generated from.
 
 Then the statistics (:mod:`asrcomp.bootstrap`, 1000 seeded utterance resamples): the
@@ -50,6 +51,11 @@ def model_row(model_dir: Path, sets: list[str]) -> dict:
                     row["dirs"][(s, kind)] = d
             if kind == "tlg" and (d / "rtf").is_file() and row["rtf"] is None:
                 row["rtf"] = float(re.match(r"RTF\s+([\d.]+)", (d / "rtf").read_text()).group(1))
+    from asrcomp.onnx_export import ort_rtf  # an ONNX dir (export-onnx): model.onnx bytes, onnxruntime RTF
+
+    row["rtf_ort"] = ort_rtf(model_dir, cfg, sets)
+    if "onnx" in cfg:
+        row["bytes"], row["rtf"] = cfg["onnx"].get("bytes"), None
     return row
 
 
@@ -137,7 +143,7 @@ def compare_table(model_dirs: list[str | os.PathLike], sets: list[str], baseline
     head = ["model", "params", "bytes", "MFLOPs/s audio", "RTF (TLG)"]
     for s in sets:
         head += [f"%WER {s} TLG", f"%WER {s} greedy"]
-    head += ["parent"]
+    head += ["RTF (ORT)", "parent"]
     for s in sets:
         head += [f"95% CI {s} TLG", f"95% CI {s} greedy", f"P(worse than parent) {s} TLG",
                  f"P(worse than baseline) {s} TLG"]
@@ -151,6 +157,7 @@ def compare_table(model_dirs: list[str | os.PathLike], sets: list[str], baseline
             for kind in ("tlg", "greedy"):
                 w = r.get((s, kind))
                 cells.append("–" if w is None else f"{w[1].wer:.2f}" + (" (PER)" if w[0] == "ter" else ""))
+        cells.append(f"{r['rtf_ort']:.4f}" if r.get("rtf_ort") is not None else "–")
         parent, base = rel[i]
         cells.append(rows[parent]["model"] if parent is not None else "–")
         for s in sets:

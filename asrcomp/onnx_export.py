@@ -627,5 +627,18 @@ def decode_onnx(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_
     return merge_and_score(onnx_dir, data_dir, graph_dir, 1)
 
 
-__all__ = ["export_onnx", "to_fp16", "quantize", "decode_onnx", "weight_report", "global_cmvn", "read_metadata",
+def ort_rtf(model_dir: Path, cfg: dict, sets: list[str]) -> float | None:
+    """onnxruntime RTF (TLG, one thread, batch 1) of a model dir, for ``asrcomp compare``: an ONNX
+    dir's own, else that of the export beside it, ``<model-dir>_onnx`` (``steps/export_onnx.sh``)."""
+    import re
+
+    d = Path(model_dir) if "onnx" in cfg else Path(model_dir).with_name(Path(model_dir).name + "_onnx")
+    for s in sets:
+        for dd in sorted(d.glob(f"decode_{s}_*")):
+            if not dd.name.endswith("_greedy") and (dd / "rtf").is_file():
+                return float(re.match(r"RTF\s+([\d.]+)", (dd / "rtf").read_text()).group(1))
+    return None
+
+
+__all__ = ["ort_rtf", "export_onnx", "to_fp16", "quantize", "decode_onnx", "weight_report", "global_cmvn", "read_metadata",
            "DeployModel", "export_friendly"]

@@ -14,8 +14,8 @@ instead of raising, so :func:`decode_sherpa` checks the inputs first (clear :cla
 and runs the recogniser in a child process (``python -m asrcomp.sherpa``): whatever it dies of is
 reported as one error with its last messages, never as a dead parent.
 
-Writes ``<onnx-dir>/decode_<set>_<graph>_sherpa/`` (or ``decode_<set>_greedy_sherpa/`` without a
-graph): ``hyp.txt``, ``wer``, ``errs`` and ``rtf`` (wall-clock seconds of sherpa-onnx, fbank +
+Writes ``<onnx-dir>/sherpa_<set>_<graph>/`` (or ``sherpa_<set>_greedy/`` without a graph; not
+``decode_*``, which are onnxruntime's decodes that ``asrcomp compare`` reads): ``hyp.txt``, ``wer``, ``errs`` and ``rtf`` (wall-clock seconds of sherpa-onnx, fbank +
 network + search, one thread, one utterance at a time, over audio seconds).
 """
 
@@ -208,7 +208,7 @@ def decode_sherpa(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, grap
     if graph_dir is not None:
         id2word = {i: w for w, i in read_symbol_table(Path(graph_dir) / "words.txt").items()}
         hyps = {r["utt"]: [id2word[i] for i in r["words"]] for r in results}
-        out = onnx_dir / f"decode_{name}_{Path(graph_dir).resolve().name}_sherpa"
+        out = onnx_dir / f"sherpa_{name}_{Path(graph_dir).resolve().name}"
         refs = read_text(data.path / "text")
     else:
         tok2id = read_symbol_table(onnx_dir / "tokens.txt")
@@ -217,7 +217,7 @@ def decode_sherpa(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, grap
         # sherpa-onnx returns token strings (byte-fallback pieces rewritten as <0x..>): map back to ids
         hyps = {r["utt"]: tokens_to_words([tok2id[t] for t in r["tokens"] if t in tok2id], id2tok, ttype)
                 for r in results}
-        out = onnx_dir / f"decode_{name}_greedy_sherpa"
+        out = onnx_dir / f"sherpa_{name}_greedy"
         refs = read_text(data.path / "text")
         if ttype == "phone":
             refs = _phone_refs(refs, onnx_dir, cfg)

@@ -9,9 +9,10 @@ import pytest
 pytest.importorskip("sherpa_onnx")
 pytest.importorskip("onnxruntime")
 
+from asrcomp.compare import compare_table  # noqa: E402
 from asrcomp.datadir import read_table  # noqa: E402
 from asrcomp.decode_dir import decode  # noqa: E402
-from asrcomp.onnx_export import decode_onnx, export_onnx  # noqa: E402
+from asrcomp.onnx_export import decode_onnx, export_onnx, quantize  # noqa: E402
 from asrcomp.sherpa import decode_sherpa, run_sherpa, validate  # noqa: E402
 from asrcomp.utils import InputError  # noqa: E402
 
@@ -19,7 +20,7 @@ from asrcomp.utils import InputError  # noqa: E402
 @pytest.fixture(scope="module")
 def quick_onnx(quick_tdnn, tmp_path_factory):
     """The quick TDNN exported (global CMVN from its training data), and its asrcomp decode of test."""
-    return export_onnx(quick_tdnn, tmp_path_factory.mktemp("onnx") / "tdnn_onnx")
+    return export_onnx(quick_tdnn, quick_tdnn.with_name(quick_tdnn.name + "_onnx"))  # where compare looks
 
 
 def test_sherpa_reproduces_asrcomp(quick_data, quick_tdnn, quick_onnx):
@@ -40,7 +41,25 @@ def test_sherpa_reproduces_asrcomp(quick_data, quick_tdnn, quick_onnx):
           f"{ort_res['wer'].kaldi_line()}\nsherpa-onnx: {sh['wer'].kaldi_line()} RTF {sh['rtf']:.4f}")
     assert (sh["dir"] / "rtf").read_text().startswith("RTF ")
     greedy = decode_sherpa(quick_onnx, test, None)
-    assert greedy["dir"].name == "decode_test_greedy_sherpa" and greedy["wer"].words > 0
+    assert greedy["dir"].name == "sherpa_test_greedy" and greedy["wer"].words > 0
+    # the comparison table: onnxruntime RTF beside PyTorch's; an ONNX dir's bytes are model.onnx's
+    table = compare_table([quick_tdnn, quick_onnx], ["test"])
+    head, _, *rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.strip().splitlines()]
+    cells = {r[0]: dict(zip(head, r)) for r in rows}
+    assert float(cells[quick_tdnn.name]["RTF (ORT)"]) == pytest.approx(ort_res["rtf"], abs=1e-4)
+    assert float(cells[quick_tdnn.name]["RTF (TLG)"]) == pytest.approx(torch_res["rtf"], abs=1e-4)
+    row = cells[quick_onnx.name]
+    assert row["bytes"] == f"{(quick_onnx / 'model.onnx').stat().st_size:,}" and row["RTF (TLG)"] == "–"
+    assert float(row["%WER test TLG"]) == pytest.approx(ort_res["wer"].wer, abs=0.01)
+
+
+def test_sherpa_runs_int8(quick_data, quick_onnx, tmp_path):
+    """sherpa-onnx runs the dynamic int8 model (MatMulInteger/ConvInteger) as onnxruntime does."""
+    graph, test = quick_data / "lang_bpe500_3gram", quick_data / "test"
+    q = quantize(quick_onnx, tmp_path / "int8")
+    ort8 = decode_onnx(q, test, graph)["tlg"]["wer"]
+    sh8 = decode_sherpa(q, test, graph)["wer"]
+    assert abs(sh8.wer - ort8.wer) <= 0.2, (sh8.kaldi_line(), ort8.kaldi_line())
 
 
 def test_sherpa_bad_inputs_are_clear_errors(quick_data, quick_onnx, tmp_path):
