@@ -170,3 +170,26 @@ def test_int8_and_fp16(tmp_path):
         assert np.abs(np.exp(got) - np.exp(ref)).max() < tol  # posteriors close
         assert (got.argmax(-1) == ref.argmax(-1)).mean() > 0.8
     assert weight_report(q / "model.onnx")["nodes"] == weight_report(out / "model.onnx")["nodes"]
+
+
+def test_int8_static_calibrated_on_features(tmp_path, tone_data_dir):
+    """Static QDQ int8: activation ranges from the data dir's features; decodes like the float model."""
+    from asrcomp.features import FbankConfig, make_fbank
+
+    make_fbank(tone_data_dir, tmp_path / "fbank", FbankConfig(cmvn="speaker"), nj=1)
+    src = _model_dir(tmp_path, dict(TDNN, hidden_dim=256), "m", features={"cmvn": "speaker", "norm_vars": True})
+    out = export_onnx(src, tmp_path / "onnx", cmvn_dir=tone_data_dir)
+    with pytest.raises(InputError, match="calib"):
+        quantize(out, tmp_path / "s", mode="static")
+    q = quantize(out, tmp_path / "s", mode="static", calib_dir=tone_data_dir, calib_utts=4)
+    assert (out / "model.onnx").stat().st_size / (q / "model.onnx").stat().st_size >= 3.5
+    import kaldiio
+
+    x = np.asarray(next(iter(kaldiio.load_scp(str(tone_data_dir / "feats.scp")).values())), dtype=np.float32)[None]
+    ref = _session(out / "model.onnx").run(None, {"x": x, "x_lens": np.array([x.shape[1]])})[0]
+    got = _session(q / "model.onnx").run(None, {"x": x, "x_lens": np.array([x.shape[1]])})[0]
+    assert np.abs(np.exp(got) - np.exp(ref)).max() < 0.5
+    import yaml
+
+    meta = yaml.safe_load((q / "model.yaml").read_text())
+    assert meta["onnx"]["quantization"].startswith("int8-static") and meta["onnx"]["calibration"]["utterances"] == 4
