@@ -217,6 +217,12 @@ def _cmd_unpack(a):
     unpack(a.packed, a.out_dir)
 
 
+def _cmd_peer(a):
+    from asrcomp.compress.peers import make_peer
+
+    make_peer(a.src_dir, a.out_dir, a.kind, a.zstd_level)
+
+
 def _decode_opts(a):
     from asrcomp.decode import DecodeOptions
 
@@ -440,6 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("packed")
     s.add_argument("out_dir")
     s.set_defaults(func=_cmd_unpack)
+
+    s = add("peer", help="pack's peers: fp16 + zstd or int8 per output channel + zstd, as a decodable model dir")
+    s.add_argument("--kind", choices=["fp16", "int8"], required=True)
+    s.add_argument("--zstd-level", type=int, default=19)
+    s.add_argument("src_dir")
+    s.add_argument("out_dir")
+    s.set_defaults(func=_cmd_peer)
 
     from asrcomp.onnx_cli import add_commands  # export-onnx, onnx-fp16, onnx-int8, decode-onnx, decode-sherpa
 
