@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from asrcomp.utils import InputError, run_command, setup_logging
+from asrcomp.utils import InputError, atomic_open, run_command, setup_logging
 
 log = logging.getLogger("asrcomp")
 
@@ -47,7 +47,7 @@ def _cmd_prepare_lang(a):
     words = []
     for p in a.word_source:
         words.extend(_words_of(Path(p)))
-    prepare_lang(words, a.lang_dir, a.token_type, a.bpe_vocab_size, a.bpe_text)
+    prepare_lang(words, a.lang_dir, a.token_type, a.bpe_vocab_size, a.bpe_text, a.lexicon, a.keep_stress)
 
 
 def _cmd_train_lm(a):
@@ -57,12 +57,15 @@ def _cmd_train_lm(a):
     if a.ppl_text:
         from asrcomp.lm import read_sentences
 
-        r = lm.perplexity(read_sentences(a.ppl_text))
-        log.info("perplexity on %s: %.2f (%d sentences, %d words, %d OOVs)", a.ppl_text, r["ppl"],
-                 r["sentences"], r["words"], r["oovs"])
-        Path(a.arpa).with_suffix(".ppl").write_text(
-            f"file {a.ppl_text}: {r['sentences']} sentences, {r['words']} words, {r['oovs']} OOVs\n"
-            f"logprob= {r['log10prob']:.2f} ppl= {r['ppl']:.2f}\n")
+        report = ""
+        for text in a.ppl_text:  # SRILM's ngram -ppl lines, one block per file
+            r = lm.perplexity(read_sentences(text))
+            log.info("perplexity on %s: %.2f (%d sentences, %d words, %d OOVs, OOV rate %.2f%%)", text, r["ppl"],
+                     r["sentences"], r["words"], r["oovs"], 100.0 * r["oovs"] / max(r["words"], 1))
+            report += (f"file {text}: {r['sentences']} sentences, {r['words']} words, {r['oovs']} OOVs\n"
+                       f"logprob= {r['log10prob']:.2f} ppl= {r['ppl']:.2f}\n")
+        with atomic_open(Path(a.arpa).with_suffix(".ppl"), "w") as f:
+            f.write(report)
 
 
 def _cmd_make_graph(a):
@@ -258,6 +261,16 @@ def _cmd_compare(a):
             f.write(table)
 
 
+def _cmd_wer_by_group(a):
+    from asrcomp.groups import group_table
+
+    table = group_table(a.model_dirs, a.data_dirs.split())
+    print(table, end="")
+    if a.out:
+        with atomic_open(a.out, "w") as f:
+            f.write(table)
+
+
 def _cmd_bootci(a):
     from asrcomp.bootstrap import compare_decodes, write_bootci
 
@@ -318,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--token-type", choices=["phone", "bpe"], default="bpe")
     s.add_argument("--bpe-vocab-size", type=int, default=500)
     s.add_argument("--bpe-text", help="sentences to train sentencepiece on")
+    s.add_argument("--lexicon", help="a Kaldi lexicon.txt (several pronunciations per word allowed); "
+                   "CMUdict fills only the words it lacks")
+    s.add_argument("--keep-stress", action="store_true", help="keep CMUdict stress digits (AH0 AH1 AH2 as "
+                   "separate phones); default: removed")
     s.add_argument("lang_dir")
     s.add_argument("word_source", nargs="+", help="Kaldi text files or word lists")
     s.set_defaults(func=_cmd_prepare_lang)
@@ -325,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("train-lm", help="n-gram ARPA LM, interpolated modified Kneser-Ney")
     s.add_argument("--order", type=int, default=3)
     s.add_argument("--vocab", help="words.txt: words outside it become <unk>")
-    s.add_argument("--ppl-text", help="report perplexity on these sentences")
+    s.add_argument("--ppl-text", action="append", help="report perplexity on these sentences (repeatable)")
     s.add_argument("text", help="one sentence per line")
     s.add_argument("arpa")
     s.set_defaults(func=_cmd_train_lm)
@@ -464,6 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--baseline", help="row (model dir name) every row is compared with (default: its chain's root)")
     s.add_argument("model_dirs", nargs="+")
     s.set_defaults(func=_cmd_compare)
+
+    s = add("wer-by-group", help="%%WER of model dirs by speaker group (data dirs' spk2group) beside the total")
+    s.add_argument("--data-dirs", required=True, help="space-separated data dirs with utt2spk and spk2group")
+    s.add_argument("--out", help="also write the table here")
+    s.add_argument("model_dirs", nargs="+")
+    s.set_defaults(func=_cmd_wer_by_group)
 
     s = add("bootci", help="95%% bootstrap WER interval of scored decode dirs (writes wer_bootci); "
             "with two, the paired bootstrap P(second worse than first)")

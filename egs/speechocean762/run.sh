@@ -45,9 +45,9 @@ if [ $stop_stage -ge 1 ]; then
     --nproc $nproc --device $device --cmd "$decode_cmd"
 fi
 
-if [ $stop_stage -ge 7 ] && [ -f $exp/results.md ]; then
-  steps/wer_by_group.sh --groups "$data/test/spk2group $data/dev/spk2group" --out $exp/results_by_group.md $exp
-  cat $exp/results_by_group.md
+if [ $stop_stage -ge 7 ]; then  # every model dir so far: the baselines, then the chain's
+  mdirs=$(for f in $exp/*/model.yaml; do [ -f "$f" ] && dirname $f; done)
+  asrcomp wer-by-group --data-dirs "$data/test $data/dev" --out $exp/results_by_group.md $mdirs
 fi
 
 log "done"
