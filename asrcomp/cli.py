@@ -128,7 +128,17 @@ def _train_config(a, **overrides):
         opts[k] = yaml.safe_load(v)
     if getattr(a, "device", None):
         opts["device"] = a.device
+    if getattr(a, "start_epoch", None) is not None:
+        opts["start_epoch"] = a.start_epoch
     return TrainConfig.from_dict(opts, where=a.conf or "--set"), conf
+
+
+def _add_start_epoch(s, note: str = "") -> None:
+    s.add_argument("--start-epoch", type=int, metavar="N",
+                   help="begin at epoch N from epoch-(N-1).pt: its run resumed if it was made under this "
+                        "configuration, else a new run from its weights; 1: a new run (the old checkpoints "
+                        "deleted). Default: resume the last checkpoint, refusing one made under another "
+                        "configuration" + note)
 
 
 def _finetune_config(a):
@@ -210,7 +220,8 @@ def _cmd_pack(a):
     flags = dict(bits=a.bits, bits_output=a.bits_output, prune_sparsity=a.prune_sparsity,
                  prune_epochs=a.prune_epochs, finetune_epochs=a.finetune_epochs, lr=a.lr, index_bits=a.index_bits,
                  coder=a.coder)
-    pcfg, tcfg = build_configs(a.conf, flags, (a.set or []) + ([f"device={a.device}"] if a.device else []))
+    pcfg, tcfg = build_configs(a.conf, flags, (a.set or []) + ([f"device={a.device}"] if a.device else [])
+                               + ([f"start_epoch={a.start_epoch}"] if a.start_epoch is not None else []))
     pack(a.src_dir, a.out_dir, pcfg, tcfg, a.train_dir, a.valid_dir, a.lang_dir)
 
 
@@ -370,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--arch", help="which architecture under 'model:' (e.g. tdnn, dnn)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training option")
     s.add_argument("--device", help="auto | cpu | cuda")
+    _add_start_epoch(s)
     s.add_argument("exp_dir")
     s.add_argument("train_dir")
     s.add_argument("valid_dir")
@@ -397,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--lr", type=float, help="peak learning rate")
         s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training option")
         s.add_argument("--device", help="auto | cpu | cuda")
+        _add_start_epoch(s)
 
     s = add("compress", help="factorise layers of a model dir (svd | tt), fine-tune, write a new model dir")
     s.add_argument("kind", choices=["svd", "tt"])
@@ -453,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="entropy coder of model.acz (default huffman; ans: within 0.1%% of the entropy)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training option")
     s.add_argument("--device", help="auto | cpu | cuda")
+    _add_start_epoch(s, " (pack: N > 1 is an epoch of the k-means fine-tuning)")
     s.add_argument("src_dir")
     s.add_argument("out_dir")
     for arg in ("train_dir", "valid_dir", "lang_dir"):
