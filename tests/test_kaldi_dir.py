@@ -14,7 +14,6 @@ from asrcomp.datadir import read_data_dir, read_table
 from asrcomp.features import read_audio
 from asrcomp.utils import InputError
 from local.kaldi_dir.import_dir import import_dir, write_lm_text
-from local.kaldi_dir.map_oov import map_oov
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,14 +56,6 @@ def test_import_files_and_pipes(tmp_path):
     write_lm_text(lm, [tmp_path / "data/train"], tmp_path / "data")
     assert (tmp_path / "data/local/lm_text.txt").read_text().splitlines() == \
         ["HELLO THERE", "GOOD EVENING", "HELLO WORLD", "GOOD MORNING", "HELLO ZYXWQ"]
-    # OOV mapping for training: ZYXWQ is not a word of the lang dir
-    lang = tmp_path / "lang"
-    lang.mkdir()
-    (lang / "words.txt").write_text("<eps> 0\n<UNK> 1\nGOOD 2\nHELLO 3\nMORNING 4\nWORLD 5\n")
-    oov = map_oov(tmp_path / "data/train", lang)
-    assert dict(oov) == {"ZYXWQ": 1}
-    assert read_table(tmp_path / "data/train/text", max_fields=None)["spk2-a"] == "HELLO <UNK>"
-    assert read_table(tmp_path / "data/train/text.orig", max_fields=None)["spk2-a"] == "HELLO ZYXWQ"
 
 
 def test_bad_dirs_are_named(tmp_path):
@@ -91,3 +82,27 @@ def test_run_sh_to_features(tmp_path):
     for s in ("train", "dev", "test"):
         assert len(read_data_dir(tmp_path / "data" / s, need_features=True).feats_scp) == 2
         assert (tmp_path / "data" / "log" / f"import_{s}.log").is_file()
+
+
+def test_words_outside_the_lexicon_are_unk_for_training_and_errors_for_scoring(tone_data_dir, tmp_path, caplog):
+    """The OOV rule of every recipe's data path: training and validation read a word outside the
+    lexicon as <UNK> (counted in the log) and never stop; the data dir's text stays the original,
+    which scoring uses, so the word counts as an error."""
+    import logging
+
+    from asrcomp.features import FbankConfig, make_fbank
+    from asrcomp.lang import prepare_lang
+    from asrcomp.score import compute_wer
+    from asrcomp.train import load_ctc_data
+
+    make_fbank(tone_data_dir, tmp_path / "fbank", FbankConfig(), nj=1)
+    lang = prepare_lang(["SHOW", "THE"], tmp_path / "lang", "phone")  # SHIPS is in no lexicon
+    with caplog.at_level(logging.WARNING):
+        data = load_ctc_data(tone_data_dir, tmp_path / "lang", subsampling_factor=1)
+    unk = [lang.tokens[t] for t in lang.lexicon["<UNK>"]]
+    show_the = lang.words_to_token_ids(["SHOW", "THE"])
+    assert len(data.utts) == 6 and all(y == show_the + unk for y in data.targets)
+    assert "6 of 18 words (1 types, e.g. SHIPS) are not in" in caplog.text
+    assert set(read_table(tone_data_dir / "text", max_fields=None).values()) == {"SHOW THE SHIPS"}
+    stats, _ = compute_wer({"u": "SHOW THE SHIPS".split()}, {"u": "SHOW THE <UNK>".split()})
+    assert (stats.errors, stats.words) == (1, 3)

@@ -86,7 +86,9 @@ def test_recipe_stages_0_to_4_quick(quick_data):
               "lang_bpe500_3gram/TLG.fst", "manifests/synth_dev_cuts.jsonl.gz"):
         assert (data / f).is_file(), f
     ppl = (data / "lm" / "3gram.ppl").read_text()
-    assert "0 OOVs" in ppl and 2 < float(ppl.split("ppl=")[1]) < 200
+    # one block per set, dev then test (SRILM's ngram -ppl lines)
+    assert ppl.count("0 OOVs") == 2 and "dev_text.txt" in ppl.splitlines()[0] and "test_text.txt" in ppl.splitlines()[2]
+    assert all(2 < float(line.split("ppl=")[1]) < 200 for line in ppl.splitlines()[1::2])
     # the config's speed_perturb: train_sp holds train at speeds 0.9, 1.0, 1.1, with features
     train, train_sp = read_data_dir(data / "train"), read_data_dir(data / "train_sp", need_features=True)
     assert len(train_sp.utts) == 3 * len(train.utts)
