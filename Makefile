@@ -5,13 +5,15 @@ VENV := .venv
 APT_PACKAGES := espeak-ng flite sox ffmpeg irstlm
 CONFIG ?= default
 
-.PHONY: demo test quick setup clean
+.PHONY: demo test test-fast quick setup clean
 
 setup: .stamp-apt .stamp-venv
 
-# System TTS and audio tools for the embedded corpus; installed only if missing.
+# System tools, installed only if missing: TTS and sox for the embedded corpus, ffmpeg (shorten
+# audio) and IRSTLM (WSJ's LM pruning, in /usr/lib/irstlm/bin on Debian) for egs/wsj.
 .stamp-apt:
-	@missing=""; for p in espeak-ng flite sox; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for p in espeak-ng flite sox ffmpeg; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	[ -x /usr/lib/irstlm/bin/prune-lm ] || command -v prune-lm >/dev/null || missing="$$missing irstlm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES); \
@@ -27,8 +29,12 @@ setup: .stamp-apt .stamp-venv
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	@touch $@
 
+# the whole suite (CI); test-fast leaves out the tests marked slow (recipes, the quick corpus)
 test: setup
 	ASRCOMP_REQUIRE_TTS=1 $(VENV)/bin/python -m pytest -q tests
+
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -m "not slow" tests
 
 demo: setup
 	cd egs/synth && ./run.sh --config $(CONFIG)

@@ -43,6 +43,17 @@ ROOT = Path(__file__).resolve().parents[1]
 TTS_TOOLS = ("espeak-ng", "flite", "sox")
 
 
+SLOW_FIXTURES = {"quick_data", "quick_tdnn"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests on the synthesised quick corpus are ``slow`` (plus any marked by hand):
+    ``make test-fast`` runs the rest in a few minutes, ``make test`` (CI) everything."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_sessionstart(session):
     """Under `make test` (which installs them) missing TTS tools fail the run instead of
     silently skipping the corpus, synthesis and training tests."""

@@ -99,6 +99,7 @@ def test_bad_input_is_named_and_nothing_half_written(tmp_path):
         prepare_lang(["BEAR"], tmp_path / "lang", "phone", lexicon=lex)
 
 
+@pytest.mark.slow
 def test_run_sh_stages_0_to_7_quick(tmp_path):
     """The recipe through its baseline table on the miniature: a dev word outside the training
     vocabulary and a test word outside every lexicon stop nothing; the test set is scored against
