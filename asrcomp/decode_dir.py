@@ -144,13 +144,24 @@ def _durations(data_dir: Path, cfg: dict) -> dict[str, float]:
 
 
 def _phone_refs(refs: dict[str, list[str]], model_dir: Path, cfg: dict) -> dict[str, list[str]]:
-    from asrcomp.lang import read_lexicon
+    """The reference words expanded into phones (first pronunciation; <UNK>'s for unknown words)
+    with the model dir's own lexicon.txt (a model dir written before it held one: the lang dir
+    its history names, when that still exists)."""
+    from asrcomp.lang import UNK_WORD, read_lexicon
 
-    lang_dir = Path(next(h["lang_dir"] for h in cfg.get("history", []) if "lang_dir" in h))
-    lex = {}
-    for w, p in read_lexicon(lang_dir / "lexicon.txt"):
+    path = Path(model_dir) / "lexicon.txt"
+    if not path.is_file():
+        old = [Path(h["lang_dir"]) / "lexicon.txt" for h in cfg.get("history", []) if h.get("lang_dir")]
+        if not old or not old[0].is_file():
+            raise InputError(path, "a phone model dir needs its lexicon to score the greedy phone output",
+                             fix="rerun the stage that wrote this model dir (it copies the lang dir's lexicon.txt), "
+                                 "or copy the lang dir's lexicon.txt into it")
+        path = old[0]
+    lex: dict[str, list[str]] = {}
+    for w, p in read_lexicon(path):
         lex.setdefault(w, p)
-    return {u: [p for w in ws for p in lex.get(w, lex["<UNK>"])] for u, ws in refs.items()}
+    unk = lex.get(UNK_WORD, [])
+    return {u: [p for w in ws for p in lex.get(w, unk)] for u, ws in refs.items()}
 
 
 def log_probs_of(model, feats: np.ndarray) -> np.ndarray:

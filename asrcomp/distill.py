@@ -5,7 +5,8 @@ Loss per batch (Hinton et al. 2015): ``(1 - alpha) * CTC(student, transcripts)
 frame posteriors computed on the fly on the same (augmented) input. Optionally a
 FitNets hint (Romero et al. 2015): ``hint_weight * sum_frames ||R(h_student) - h_teacher||^2``
 between two named layers, ``R`` a learned 1x1 projection that is not part of the saved
-student. Teacher and student must share the token set and the frame rate.
+student but is checkpointed with it every epoch (a resumed run continues with it), initialised
+from the training seed. Teacher and student must share the token set and the frame rate.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class DistillLoss:
     """``loss(model, x, x_lens, y, y_lens) -> summed loss``, for :class:`asrcomp.train.FitHooks`."""
 
     def __init__(self, teacher: nn.Module, alpha: float, temperature: float, student: nn.Module | None = None,
-                 hint_layer: str | None = None, teacher_hint_layer: str | None = None, hint_weight: float = 0.0):
+                 hint_layer: str | None = None, teacher_hint_layer: str | None = None, hint_weight: float = 0.0,
+                 seed: int = 0):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], not {alpha}")
         if temperature <= 0:
@@ -59,7 +61,9 @@ class DistillLoss:
             _output_of(s_mod, self._acts, "student")
             _output_of(t_mod, self._acts, "teacher")
             s_dim, t_dim = _channels(s_mod), _channels(t_mod)
-            self.regressor = nn.Conv1d(s_dim, t_dim, 1)
+            with torch.random.fork_rng(devices=[]):  # the same projection whatever ran before
+                torch.manual_seed(seed)
+                self.regressor = nn.Conv1d(s_dim, t_dim, 1)
 
     def __call__(self, model, x, x_lens, y, y_lens) -> torch.Tensor:
         s_lp, lens = model(x, x_lens)
@@ -121,16 +125,21 @@ def distill(out_dir, teacher_dir, student: nn.Module, train_dir, valid_dir, lang
             hint_weight: float = 0.0, history: list[dict] | None = None) -> Path:
     """Train ``student`` from the teacher model dir into ``out_dir`` (a model dir)."""
     from asrcomp.modeldir import load_model_dir
-    from asrcomp.train import FitHooks, fit
+    from asrcomp.train import FitHooks, fit, state_digest
 
     teacher_dir, lang_dir = Path(teacher_dir), Path(lang_dir)
     teacher, meta = load_model_dir(teacher_dir)
     check_compatible(teacher_dir, meta, student, lang_dir)
     try:
-        loss = DistillLoss(teacher, alpha, temperature, student, hint_layer, teacher_hint_layer, hint_weight)
+        loss = DistillLoss(teacher, alpha, temperature, student, hint_layer, teacher_hint_layer, hint_weight,
+                           seed=cfg.seed)
     except ValueError as e:
         raise InputError(teacher_dir, str(e), fix="check --alpha, --temperature and the hint layers") from e
-    hooks = FitHooks(loss=loss, params=list(loss.regressor.parameters()) if loss.regressor is not None else [])
-    stage = {"stage": "distill", "teacher": str(teacher_dir), "alpha": alpha, "temperature": temperature,
-             "hint_layer": hint_layer, "teacher_hint_layer": teacher_hint_layer, "hint_weight": hint_weight}
+    options = {"alpha": alpha, "temperature": temperature, "hint_layer": hint_layer,
+               "teacher_hint_layer": teacher_hint_layer, "hint_weight": hint_weight}
+    has_hint = loss.regressor is not None
+    hooks = FitHooks(loss=loss, params=list(loss.regressor.parameters()) if has_hint else [],
+                     state={"hint_regressor": loss.regressor} if has_hint else {},
+                     identity=dict(options, teacher_weights=state_digest(teacher)))
+    stage = {"stage": "distill", "teacher": str(teacher_dir), **options}
     return fit(student, out_dir, train_dir, valid_dir, lang_dir, cfg, hooks=hooks, history=history, stage=stage)

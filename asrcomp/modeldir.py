@@ -7,7 +7,12 @@ Layout::
                   num_params, flops_per_second, history (+ any extra keys)
     tokens.txt    copy of the lang dir's token table (a decoder checks it against the graph's)
     bpe.model     copy of the sentencepiece model (BPE token sets only)
+    lexicon.txt   copy of the lang dir's lexicon (phone token sets only: scoring a phone model's
+                  greedy output expands the reference words into phones with it)
     log/
+
+With the feature options in ``model.yaml``, a model dir holds everything decoding and
+scoring need: it can be moved or copied without its lang dir.
 
 ``model.yaml`` is written last, so a dir with a ``model.yaml`` is complete;
 every file is written under a temporary name and renamed.
@@ -77,12 +82,14 @@ def _copy(src: Path, dst: Path) -> None:
 
 def save_model_dir(model_dir: str | os.PathLike, model: nn.Module, tokens_txt: str | os.PathLike,
                    features: dict, history: list[dict] | None = None, bpe_model: str | os.PathLike | None = None,
-                   extra: dict | None = None) -> Path:
+                   extra: dict | None = None, lexicon: str | os.PathLike | None = None) -> Path:
     """Write ``model`` and everything needed to rebuild and decode it into ``model_dir``.
 
     ``features``: the fbank options (``data/<set>/fbank.yaml``). ``history``: one dict
     per stage that made the model (``{"stage": ..., **options}``). ``bpe_model``: the
     sentencepiece model; if None, ``bpe.model`` beside ``tokens_txt`` is used when present.
+    ``lexicon``: the lexicon.txt of a phone token set; if None, ``lexicon.txt`` beside
+    ``tokens_txt`` (a lang dir or another model dir) is used when present.
     ``extra``: further top-level keys for model.yaml (may not shadow the standard ones).
     """
     from asrcomp.nnet import arch_of, count_params, flops_per_second
@@ -97,6 +104,12 @@ def save_model_dir(model_dir: str | os.PathLike, model: nn.Module, tokens_txt: s
     bpe_model = Path(bpe_model) if bpe_model is not None else None
     if bpe_model is not None and not bpe_model.is_file():
         raise InputError(bpe_model, "BPE model not found", fix="pass the lang dir's bpe.model or None")
+    token_type = _token_type(tokens_txt, bpe_model)
+    if lexicon is None and token_type == "phone" and (tokens_txt.parent / "lexicon.txt").is_file():
+        lexicon = tokens_txt.parent / "lexicon.txt"
+    lexicon = Path(lexicon) if lexicon is not None and token_type == "phone" else None
+    if lexicon is not None and not lexicon.is_file():
+        raise InputError(lexicon, "lexicon not found", fix="pass the lang dir's lexicon.txt or None")
     extra = dict(extra or {})
     clash = sorted(set(extra) & set(RESERVED_KEYS))
     if clash:
@@ -104,7 +117,7 @@ def save_model_dir(model_dir: str | os.PathLike, model: nn.Module, tokens_txt: s
     frame_shift_ms = float(features.get("frame_shift_ms", 10.0))
     meta = {
         "arch": arch_of(model),
-        "tokens": {"token_type": _token_type(tokens_txt, bpe_model), "num_tokens": int(model.num_tokens)},
+        "tokens": {"token_type": token_type, "num_tokens": int(model.num_tokens)},
         "features": dict(features),
         "frame_shift_ms": frame_shift_ms,
         "subsampling_factor": int(model.subsampling_factor),
@@ -127,6 +140,10 @@ def save_model_dir(model_dir: str | os.PathLike, model: nn.Module, tokens_txt: s
         _copy(bpe_model, model_dir / "bpe.model")
     elif (model_dir / "bpe.model").exists():
         (model_dir / "bpe.model").unlink()  # stale from an earlier model with BPE tokens
+    if lexicon is not None:
+        _copy(lexicon, model_dir / "lexicon.txt")
+    elif (model_dir / "lexicon.txt").exists():
+        (model_dir / "lexicon.txt").unlink()  # stale from an earlier phone model
     with atomic_open(yaml_path, "w", encoding="utf-8") as f:
         f.write(text)
     return model_dir

@@ -3,8 +3,13 @@
 - batches by total padded input frames (``max_frames``), bucketed by length,
   order drawn from (seed, epoch) so a resumed run sees the same batches;
 - Adam (or SGD) with linear warm-up then cosine decay, gradient clipping;
-- validation loss each epoch; ``epoch-N.pt`` checkpoints (model, optimiser,
-  RNG state) and resume from the last one after an interruption;
+- validation loss each epoch; ``epoch-N.pt`` checkpoints (model, optimiser, scheduler,
+  RNG state, the trainable state of the hooks: hint projection, pruning masks, k-means
+  assignments) and resume from the last one after an interruption. Each checkpoint carries
+  the identity of its run (training options, architecture, DDP world size, the stage's own
+  options, a fingerprint of the initial weights); resuming under another identity is an
+  InputError naming the differing keys. ``start_epoch: N`` (``--start-epoch N``) begins a
+  new run at epoch N from ``epoch-(N-1).pt``'s weights, as icefall's ``--start-epoch``;
 - ``final.pt`` = average of the last ``avg`` epochs (icefall's ``--avg``);
 - ``train.tsv`` and ``train.png`` curves, ``log/train.log``;
 - data-parallel with torch DDP under ``torchrun`` (gloo on CPU, NCCL on GPUs).
@@ -18,6 +23,7 @@ import os
 import random
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,6 +61,10 @@ class TrainConfig:
     # mixed precision: "bf16" runs the forward (and so the backward) of matmuls and convolutions in
     # bfloat16 under torch.autocast, weights and the optimiser stay float32; "none": float32 only
     amp: str = "none"  # none | bf16
+    # 0: resume from the last epoch-N.pt if it was made under this configuration (else an error);
+    # 1: a new run, the old checkpoints deleted; N > 1: resume from epoch-(N-1).pt, or, when it
+    # was made under another configuration, a new run from its weights (fresh optimiser)
+    start_epoch: int = 0
     arch: dict = field(default_factory=dict)
 
     @classmethod
@@ -259,13 +269,123 @@ class FitHooks:
     ``after_backward(model)``: may edit gradients (pruning masks, tied k-means weights);
     ``after_step(model)``: may edit weights after each optimiser step;
     ``params``: further trainable parameters that are not part of the saved model
-    (e.g. a hint regressor).
+    (e.g. a hint regressor);
+    ``state``: ``{name: object with state_dict() / load_state_dict()}``, the hooks' own state
+    (hint projection, pruning masks, k-means assignments): checkpointed every epoch, restored on
+    resume, and part of the initial-weights fingerprint;
+    ``identity``: the stage's options that define the run (distillation alpha, pruning
+    sparsity, ...): a checkpoint made under other values is not resumed.
     """
 
     loss: object = None
     after_backward: object = None
     after_step: object = None
     params: list = field(default_factory=list)
+    state: dict = field(default_factory=dict)
+    identity: dict = field(default_factory=dict)
+
+
+# training options that do not change what a run computes (where and how fast it runs, what
+# final.pt averages, how it was started): a checkpoint resumes under other values of these
+RESUME_IGNORED = ("num_threads", "device", "avg", "start_epoch", "arch")
+
+
+def _fingerprint(tensors: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    """Per tensor: sum, sum of squares and a position-weighted sum (float64) -- equal up to
+    rounding for equal tensors, so a recomputed source model (an SVD on another thread count)
+    still matches while another source model does not."""
+    out = {}
+    for name, t in tensors.items():
+        t = t.detach().cpu().double().flatten()
+        w = torch.linspace(1.0, 2.0, t.numel(), dtype=torch.float64) if t.numel() else t
+        out[name] = [float(t.sum()), float((t * t).sum()), float((t * w).sum())]
+    return out
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """SHA-256 (hex, 16 digits) of a model's state dict: names, dtypes, shapes and bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _hook_tensors(hooks: "FitHooks") -> dict[str, torch.Tensor]:
+    """The tensors of the hooks' state (nested dicts flattened to dotted names)."""
+    out = {}
+
+    def walk(prefix, d):
+        for k, v in d.items():
+            if isinstance(v, torch.Tensor):
+                out[f"{prefix}.{k}"] = v
+            elif isinstance(v, dict):
+                walk(f"{prefix}.{k}", v)
+
+    for name, obj in hooks.state.items():
+        walk(name, obj.state_dict())
+    return out
+
+
+def run_identity(model, cfg: "TrainConfig", hooks: "FitHooks", world: int) -> dict:
+    """What a checkpoint must share with this run to be resumed by it."""
+    from asrcomp.modeldir import _plain
+    from asrcomp.nnet import arch_of
+
+    return _plain({
+        "train": {k: v for k, v in asdict(cfg).items() if k not in RESUME_IGNORED},
+        "arch": arch_of(model),
+        "world_size": world,
+        "stage": dict(hooks.identity),
+        "init_weights": _fingerprint({**model.state_dict(), **_hook_tensors(hooks)}),
+    })
+
+
+def _flat(d, prefix="") -> dict:
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def identity_diff(old: dict, new: dict) -> list[str]:
+    """``["train.lr: 0.003 -> 0.001", ...]``: the keys in which two run identities differ
+    (initial-weight fingerprints compared to 1e-6 relative)."""
+    diffs = []
+    ow, nw = old.get("init_weights", {}), new.get("init_weights", {})
+    both = [k for k in old if k in new and k != "init_weights"]  # a checkpoint of an older asrcomp has fewer
+    fo, fn = _flat({k: old[k] for k in both}), _flat({k: new[k] for k in both})
+    defaults = _flat({"train": asdict(TrainConfig())})
+    for k in sorted(set(fo) | set(fn)):
+        a, b = fo.get(k, "(absent)"), fn.get(k, "(absent)")
+        if k not in fo and k in defaults and b == defaults[k]:
+            continue  # an option added since the checkpoint was written, at its default
+        if a != b:
+            diffs.append(f"{k}: {a!r} -> {b!r}")
+    if ow and nw:  # old checkpoints without a fingerprint are not compared
+        bad = sorted(n for n in set(ow) | set(nw) if n not in ow or n not in nw or not all(
+            math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-6) for x, y in zip(ow[n], nw[n])))
+        if bad:
+            diffs.append(f"init_weights: the model this run starts from differs in {len(bad)} tensor(s) "
+                         f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): another source model, "
+                         "transformation or seed")
+    return diffs
+
+
+def _check_start_epoch(cfg: "TrainConfig", ckpts: dict[int, Path], exp_dir: Path) -> None:
+    n = cfg.start_epoch
+    if not 0 <= n <= cfg.epochs:
+        raise InputError("train config", f"start_epoch {n} is outside 0..epochs ({cfg.epochs})",
+                         fix="0 resumes the last checkpoint; N in 1..epochs begins at epoch N")
+    if n > 1 and n - 1 not in ckpts:
+        have = ", ".join(p.name for p in ckpts.values()) or "none"
+        raise InputError(exp_dir / f"epoch-{n - 1}.pt", f"--start-epoch {n} needs this checkpoint (have: {have})",
+                         fix="pass --start-epoch 1 for a new run, or a start epoch one past an existing checkpoint")
 
 
 def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.PathLike,
@@ -299,6 +419,28 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
     model = model.to(device)
     log.info("model: %s, %d parameters, %s", model.arch().get("type"), count_params(model),
              f"mixed precision {amp_dtype}" if amp_dtype else "float32")
+    # which checkpoint this run continues, decided (and refused) before the data is loaded
+    ckpts = _checkpoints(exp_dir)
+    _check_start_epoch(cfg, ckpts, exp_dir)
+    identity = run_identity(model, cfg, hooks, world)
+    state, last, last_epoch, diffs = None, None, 0, []
+    if ckpts and cfg.start_epoch != 1:
+        last_epoch = cfg.start_epoch - 1 if cfg.start_epoch > 1 else max(ckpts)
+        last = ckpts[last_epoch]
+        state = torch.load(last, map_location=device, weights_only=False)
+        old = state.get("identity") or {"train": {k: v for k, v in (state.get("config") or {}).items()
+                                                  if k not in RESUME_IGNORED}}
+        diffs = identity_diff(old, identity)
+        if diffs and cfg.start_epoch == 0:
+            raise InputError(last, "was made under another configuration than this run's: " + "; ".join(diffs),
+                             fix=f"delete {exp_dir} to train afresh, or pass --start-epoch N (e.g. "
+                                 f"--start-epoch {last_epoch + 1}) to begin a new run at epoch N from "
+                                 f"epoch-(N-1).pt's weights")
+        missing = sorted(set(hooks.state) - set(state.get("hooks", {})))
+        if missing and not diffs:
+            raise InputError(last, f"holds no state for {', '.join(missing)} (written by an older asrcomp)",
+                             fix=f"delete {exp_dir}, or pass --start-epoch {last_epoch + 1} to begin a new run "
+                                 "from its weights")
     train_data = load_ctc_data(train_dir, lang_dir, model.subsampling_factor)
     valid_data = load_ctc_data(valid_dir, lang_dir, model.subsampling_factor)
     log.info("train: %d utterances, %d frames; valid: %d utterances", len(train_data.utts),
@@ -317,17 +459,41 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
 
     epochs: list[dict] = []
     start_epoch = 1
-    ckpts = _checkpoints(exp_dir)
-    if ckpts:
-        last_epoch, last = max(ckpts.items())
-        state = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        epochs = state["history"]
+    if cfg.start_epoch == 1 and rank == 0:  # a new run: nothing of an old one may be averaged into it
+        for p in ckpts.values():
+            p.unlink()
+        ckpts = {}
+        _mark_incomplete(exp_dir)
+    elif state is not None:
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise InputError(last, f"does not hold weights of this run's architecture: {e}",
+                             fix=f"delete {exp_dir}, or pass --start-epoch 1 to begin a new run") from e
+        epochs = [h for h in state["history"] if h["epoch"] <= last_epoch]
         start_epoch = last_epoch + 1
-        log.info("resuming from %s (epoch %d done)", last, last_epoch)
+        if diffs:  # --start-epoch under another configuration: a new run from these weights
+            log.warning("%s was made under another configuration (%s): beginning a new run at epoch %d from its "
+                        "weights (new optimiser; the hooks' state is this run's)", last, "; ".join(diffs), start_epoch)
+            with warnings.catch_warnings():  # step() before any opt.step(): only moving the schedule on
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(steps_per_epoch * last_epoch):  # the learning rate this run has at that epoch
+                    sched.step()
+        else:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            for name, obj in hooks.state.items():
+                obj.load_state_dict(state["hooks"][name])
+            identity = state.get("identity", identity)
+            log.info("resuming from %s (epoch %d done)", last, last_epoch)
+        del state
+        if rank == 0:
+            for e, p in ckpts.items():
+                if e > last_epoch:  # a new run from epoch N (or a resume after N-1) replaces them
+                    p.unlink()
+            if start_epoch <= cfg.epochs:
+                _mark_incomplete(exp_dir)
 
     ddp_model = model
     if world > 1:
@@ -369,7 +535,8 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
                  valid_loss, time.time() - t0)
         if rank == 0:
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "rng": torch.get_rng_state(), "history": epochs, "epoch": epoch, "config": asdict(cfg)}
+                     "rng": torch.get_rng_state(), "history": epochs, "epoch": epoch, "config": asdict(cfg),
+                     "identity": identity, "hooks": {k: v.state_dict() for k, v in hooks.state.items()}}
             with atomic_path(exp_dir / f"epoch-{epoch}.pt") as tmp:
                 torch.save(state, tmp)
     log.info("parameter checksum: %.10e", param_checksum(model))  # equal on every DDP rank
@@ -395,6 +562,13 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
                    history=list(history or []) + [this], bpe_model=_bpe_model(lang_dir), extra=extra)
     write_curves(exp_dir, epochs)
     return exp_dir
+
+
+def _mark_incomplete(exp_dir: Path) -> None:
+    """Remove model.yaml: the dir holds no finished model until this run writes its own."""
+    p = exp_dir / "model.yaml"
+    if p.exists():
+        p.unlink()
 
 
 def param_checksum(model) -> float:

@@ -186,6 +186,18 @@ class ShareHooks:
         self.assign, self.k = assign, k
         self._dev: dict = {}
 
+    def state_dict(self) -> dict:
+        """Assignments and cluster counts, checkpointed with the fine-tuning (``FitHooks.state``);
+        the codebooks are the tied weights themselves, in the model's state."""
+        return {"assign": {n: a.cpu() for n, a in self.assign.items()}, "k": dict(self.k)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state["assign"]) != set(self.assign):
+            raise ValueError(f"assignments for {sorted(state['assign'])}, this run shares {sorted(self.assign)}")
+        self.assign = {n: a.long() for n, a in state["assign"].items()}
+        self.k = {n: int(k) for n, k in state["k"].items()}
+        self._dev = {}
+
     def _items(self, model):
         params = dict(model.named_parameters())
         for name, a in self.assign.items():
@@ -568,9 +580,13 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
                  ", ".join(f"{n} {sparsity[n]:.2f}" for n in masks))
         if pcfg.prune_epochs > 0:
             mh = MaskHooks(masks)
+            # --start-epoch N > 1 names an epoch of the k-means fine-tuning; 1 begins both anew
             fit(model, out_dir / "prune", train_dir, valid_dir, lang_dir,
-                dataclasses.replace(tcfg, epochs=pcfg.prune_epochs),
-                hooks=FitHooks(after_backward=mh.after_backward, after_step=mh.after_step),
+                dataclasses.replace(tcfg, epochs=pcfg.prune_epochs,
+                                    start_epoch=tcfg.start_epoch if tcfg.start_epoch <= 1 or
+                                    pcfg.finetune_epochs == 0 else 0),
+                hooks=FitHooks(after_backward=mh.after_backward, after_step=mh.after_step, state={"masks": mh},
+                               identity={"sparsity": sparsity}),
                 history=history, stage={"stage": "pack-prune", "sparsity": sparsity})
             sub.append(str(out_dir / "prune"))
     t1 = time.time()
@@ -579,7 +595,8 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     if pcfg.finetune_epochs > 0:
         fit(model, out_dir / "quant", train_dir, valid_dir, lang_dir,
             dataclasses.replace(tcfg, epochs=pcfg.finetune_epochs),
-            hooks=FitHooks(after_backward=sh.after_backward, after_step=sh.after_step),
+            hooks=FitHooks(after_backward=sh.after_backward, after_step=sh.after_step, state={"share": sh},
+                           identity={"bits": bits, "sparsity": sparsity}),
             history=history, stage={"stage": "pack-finetune", "bits": bits})
         sub.append(str(out_dir / "quant"))
     model.cpu().eval()

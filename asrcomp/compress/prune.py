@@ -42,6 +42,15 @@ class MaskHooks:
     def __init__(self, masks: dict[str, torch.Tensor]):
         self.masks = masks
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The masks, checkpointed with the retraining (``FitHooks.state``)."""
+        return {name: m.cpu() for name, m in self.masks.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if set(state) != set(self.masks):
+            raise ValueError(f"masks for {sorted(state)}, this run prunes {sorted(self.masks)}")
+        self.masks = {name: state[name].bool() for name in self.masks}
+
     def _pairs(self, model):
         params = dict(model.named_parameters())
         for name, m in self.masks.items():
