@@ -47,7 +47,15 @@ fi
 
 if [ $stop_stage -ge 7 ]; then  # every model dir so far: the baselines, then the chain's
   mdirs=$(for f in $exp/*/model.yaml; do [ -f "$f" ] && dirname $f; done)
-  asrcomp wer-by-group --data-dirs "$data/test $data/dev" --out $exp/results_by_group.md $mdirs
+  { echo "%WER by speaker group (children: younger than 16), TLG, with 95 % bootstrap intervals:"; echo
+    asrcomp wer-by-group --data-dirs "$data/test $data/dev" $mdirs; } > $exp/.results_by_group.md
+  mv $exp/.results_by_group.md $exp/results_by_group.md && cat $exp/results_by_group.md
+fi
+
+last=$((8 + $(asrcomp config-get --default "svd tt distill pack" $conf chain | wc -w)))
+if [ $stage -le $last ] && [ $stop_stage -ge $last ] && [ "$config" = default ]; then
+  steps/write_results.sh --title "egs/speechocean762 results" --notes $exp/results_by_group.md \
+    --command "cd egs/speechocean762 && ./run.sh --corpus-dir DIR (stages 0-$last)" $exp .
 fi
 
 log "done"
