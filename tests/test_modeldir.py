@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -200,3 +201,73 @@ def test_resave_over_existing_dir(saved, tmp_path):
     loaded, meta = load_model_dir(d)
     assert meta["arch"]["type"] == "dnn" and not (d / "bpe.model").exists()
     assert not [p for p in d.iterdir() if p.name.startswith(".")]
+
+
+def test_phone_model_dir_carries_its_lexicon_and_a_bpe_one_does_not(tmp_path):
+    phones = ["<blk>", "AH", "DH", "SPN", "S", "N"]
+    lang = write_lang(tmp_path / "lang_phone", tokens=phones, token_type="phone")
+    (lang / "lexicon.txt").write_text("<UNK> SPN\nTHE DH AH\nTHE DH IY\nUS AH S\n", encoding="utf-8")
+    torch.manual_seed(0)
+    model = Tdnn(8, len(phones), hidden_dim=16, contexts=[[-1, 0, 1], [0]], subsampling_factor=3).eval()
+    d = save_model_dir(tmp_path / "exp", model, lang / "tokens.txt", FEATURES)
+    assert (d / "lexicon.txt").read_bytes() == (lang / "lexicon.txt").read_bytes()
+    # a model dir made from a model dir (compression stages, pack) carries it on
+    d2 = save_model_dir(tmp_path / "exp2", model, d / "tokens.txt", FEATURES)
+    assert (d2 / "lexicon.txt").read_bytes() == (lang / "lexicon.txt").read_bytes()
+    # a BPE model written over it: no stale lexicon stays
+    bpe = write_lang(tmp_path / "lang_bpe", tokens=phones)
+    (bpe / "lexicon.txt").write_text("THE ▁A\n", encoding="utf-8")
+    save_model_dir(d, model, bpe / "tokens.txt", FEATURES)
+    assert (d / "bpe.model").is_file() and not (d / "lexicon.txt").exists()
+
+
+def test_moved_phone_model_dir_decodes_and_scores_without_its_lang_dir(tone_data_dir, tmp_path):
+    """Issue 14 item 5: exp/ moved elsewhere and the lang dir named in its history deleted,
+    TLG and greedy decoding and scoring still work: the model dir holds all they need."""
+    from dataclasses import asdict
+
+    from asrcomp.cli import main
+    from asrcomp.features import FbankConfig, load_fbank_config, make_fbank
+    from asrcomp.graph import make_graph
+    from asrcomp.lang import prepare_lang, read_lexicon
+    from asrcomp.lm import train_kneser_ney
+    from asrcomp.score import read_text
+
+    make_fbank(tone_data_dir, tmp_path / "fbank", FbankConfig(num_mel_bins=8), nj=1)
+    words = ["SHOW", "THE", "SHIPS", "NAVY"]
+    lang_dir = tmp_path / "data" / "lang_phone"
+    lang = prepare_lang(words, lang_dir, "phone")
+    lm = train_kneser_ney([s.split() for s in ("SHOW THE SHIPS", "SHOW THE NAVY", "THE SHIPS")], order=2,
+                          vocab=words, unk="<UNK>")
+    lm.write_arpa(tmp_path / "lm.arpa")
+    graph = tmp_path / "data" / "lang_phone_bg"
+    make_graph(lang_dir, tmp_path / "lm.arpa", graph)
+    torch.manual_seed(0)
+    model = Tdnn(8, lang.num_tokens, hidden_dim=16, contexts=[[-1, 0, 1], [-1, 0, 1]], subsampling_factor=3).eval()
+    exp = save_model_dir(tmp_path / "exp" / "tdnn", model, lang_dir / "tokens.txt",
+                         asdict(load_fbank_config(tone_data_dir)),
+                         history=[{"stage": "train", "lang_dir": str(lang_dir), "train_dir": str(tone_data_dir)}])
+    lexicon = read_lexicon(exp / "lexicon.txt")
+    shutil.rmtree(lang_dir)
+    moved = tmp_path / "elsewhere" / "tdnn"
+    shutil.move(str(exp.parent), str(moved.parent))
+    assert read_model_yaml(moved)["history"][0]["lang_dir"] == str(lang_dir) and not lang_dir.exists()
+
+    data = str(tone_data_dir)
+    assert main(["decode", "--graph-dir", str(graph), str(moved), data]) == 0
+    assert main(["decode-score", "--graph-dir", str(graph), str(moved), data]) == 0
+    tlg, greedy = moved / f"decode_train_{graph.name}", moved / "decode_train_greedy"
+    assert (tlg / "wer").read_text().startswith("%WER ") and (greedy / "ter").read_text().startswith("%WER ")
+    # the greedy phone output was scored against the references expanded with the copied lexicon
+    first = {}
+    for w, p in lexicon:
+        first.setdefault(w, p)
+    n_phones = sum(len(first[w]) for ws in read_text(tone_data_dir / "text").values() for w in ws)
+    assert f"/ {n_phones}," in (greedy / "ter").read_text()
+
+    # a model dir written before model dirs held their lexicon, its lang dir gone: a clear error
+    from asrcomp.decode_dir import decode
+
+    (moved / "lexicon.txt").unlink()
+    with pytest.raises(InputError, match=r"lexicon.txt: a phone model dir needs its lexicon.*copy the lang dir"):
+        decode(moved, tone_data_dir, None)

@@ -91,7 +91,14 @@ def test_resume_after_kill_matches_uninterrupted_run(quick_data, tmp_path):
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "resuming from" in r.stderr
-    assert param_checksum(load_model_dir(exp)[0]) == pytest.approx(ref_sum, rel=1e-9)
+    assert param_checksum(load_model_dir(exp)[0]) == ref_sum
+    ref_state, state = (torch.load(d / "final.pt", weights_only=True) for d in (ref, exp))
+    assert all(torch.equal(ref_state[k], state[k]) for k in ref_state)  # bit for bit, not just close
+    # the same command with another learning rate does not resume that run: it names the key
+    (exp / "final.pt").unlink()
+    (exp / "epoch-3.pt").unlink()
+    r = subprocess.run([c.replace("lr=0.003", "lr=0.001") for c in cmd], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "train.lr: 0.003 -> 0.001" in r.stderr and "--start-epoch 3" in r.stderr
 
 
 def test_ddp_two_processes(quick_data, tmp_path):
