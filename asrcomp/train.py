@@ -400,10 +400,11 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
     """
     from tqdm import tqdm
 
+    from asrcomp.guards import finite_guard
     from asrcomp.modeldir import average_checkpoints, save_model_dir
     from asrcomp.nnet import count_params
 
-    hooks = hooks or FitHooks()
+    hooks = finite_guard(hooks or FitHooks())  # a NaN / inf weight or gradient stops the run, named
     exp_dir = Path(exp_dir)
     rank, world = _dist_info()
     device = _device(cfg)

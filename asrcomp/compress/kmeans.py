@@ -36,6 +36,7 @@ def kmeans_1d(values: np.ndarray, k: int, max_iter: int = 300, init: np.ndarray 
     values = np.asarray(values, dtype=np.float64).ravel()
     if k < 1:
         raise ValueError("k must be >= 1")
+    check_finite(values)
     if values.size == 0:
         return np.zeros(0), np.zeros(0, dtype=np.int64)
     order = np.argsort(values, kind="stable")
@@ -62,12 +63,25 @@ def kmeans_1d(values: np.ndarray, k: int, max_iter: int = 300, init: np.ndarray 
     return c, assign
 
 
-def quantize(values: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+def check_finite(values: np.ndarray, name: str = "values") -> None:
+    """ValueError naming ``name`` when ``values`` hold a NaN or infinity (one would make every centroid NaN)."""
+    values = np.asarray(values)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = np.unravel_index(int(np.flatnonzero(bad.ravel())[0]), values.shape) if values.ndim else ()
+        raise ValueError(f"{name}: {int(np.isnan(values).sum())} NaN and {int(np.isinf(values).sum())} infinite "
+                         f"of {values.size} weights (first at index {tuple(int(i) for i in first)}); k-means of "
+                         f"them would give a NaN codebook: fix or retrain the model that holds them")
+
+
+def quantize(values: np.ndarray, bits: int, name: str = "values") -> tuple[np.ndarray, np.ndarray]:
     """``(codebook float32, index int64)`` with ``codebook[index]`` the shared weight of each value.
 
-    The codebook keeps only used centroids, sorted; its size is at most ``2**bits``.
+    The codebook keeps only used centroids, sorted; its size is at most ``2**bits``. Non-finite
+    ``values`` are refused up front (ValueError naming the tensor ``name``).
     """
     check_bits(bits)
+    check_finite(values, name)
     cent, assign = kmeans_1d(values, 1 << bits)
     cent32 = cent.astype(np.float32)
     used = np.unique(assign)

@@ -239,7 +239,7 @@ def share_weights(model: nn.Module, bits: dict[str, int]) -> ShareHooks:
             nz = w != 0
             sparse = (1 - nz.mean()) >= SPARSE_MIN_ZEROS
             vals = w[nz] if sparse else w
-            book, idx = quantize(vals, b) if vals.size else (np.zeros(0, np.float32), np.zeros(0, np.int64))
+            book, idx = quantize(vals, b, name=name) if vals.size else (np.zeros(0, np.float32), np.zeros(0, np.int64))
             k = len(book)
             a = np.full(w.size, k, dtype=np.int64)
             if sparse:

@@ -91,19 +91,96 @@ def _factorize(method: str, w: torch.Tensor, base: nn.Module, row_shape, col_sha
     return m
 
 
+def _norm_ranks(method: str, ranks, row_shape, col_shape):
+    """ValueError for malformed ranks (wrong count, < 1) before anything is decomposed."""
+    if method == "tt":
+        return tt.normalize_ranks(ranks, row_shape, col_shape)
+    if method == "tucker":
+        return tucker.normalize_ranks(ranks, row_shape, col_shape)
+    if int(ranks) < 1:
+        raise ValueError(f"CP rank must be >= 1, not {ranks}")
+    return ranks
+
+
 def _rel_error(m, w: torch.Tensor) -> float:
     with torch.no_grad():
         return svd.relative_error(w, m.weight())
 
 
+def factor_params(method: str, row_shape, col_shape, ranks) -> int:
+    """Weights of the ``method`` factors (bias aside) at ``ranks`` after capping, as the layer would hold."""
+    if method == "tt":
+        return tt.tt_params(row_shape, col_shape, tt.normalize_ranks(ranks, row_shape, col_shape))
+    if method == "tucker":
+        return tucker.tucker_params(row_shape, col_shape, tucker.normalize_ranks(ranks, row_shape, col_shape))
+    return cp.cp_params(row_shape, col_shape, ranks)
+
+
+def largest_shrinking_rank(method: str, row_shape, col_shape, limit: float) -> int:
+    """The largest uniform rank whose factors hold at most ``limit`` weights; 0 if even rank 1 does not."""
+    if method == "cp":
+        return int(limit // (sum(row_shape) + sum(col_shape) + 1))
+    top = max(tt.full_ranks(row_shape, col_shape)) if method == "tt" else max(list(row_shape) + list(col_shape))
+    if factor_params(method, row_shape, col_shape, 1) > limit:
+        return 0
+    return uniform_ranks_search(1, top + 1, lambda r: -1 if factor_params(method, row_shape, col_shape, r) > limit
+                                else 1) - 1  # the first rank over the limit, minus one (top + 1: none is)
+
+
+def check_shrinks(name: str, method: str, row_shape, col_shape, ranks, n_before: int,
+                  shrinkage_threshold: float, why: str = "") -> int:
+    """Kaldi's shrinkage rule (``apply-svd --shrinkage-threshold``) for TT, Tucker and CP: the factors
+    may hold at most ``shrinkage_threshold`` times the layer's weights. Returns their weight count;
+    ValueError naming the layer, both counts and the largest uniform rank that would shrink it."""
+    n_after = factor_params(method, row_shape, col_shape, ranks)
+    limit = shrinkage_threshold * n_before
+    if n_after <= limit:
+        return n_after
+    best = largest_shrinking_rank(method, row_shape, col_shape, limit)
+    modes = f"{'x'.join(map(str, row_shape))},{'x'.join(map(str, col_shape))}"
+    hint = (f"the largest uniform rank that shrinks it is {best} ({factor_params(method, row_shape, col_shape, best)}"
+            f" weights)" if best else f"no rank shrinks it with modes {modes}: try more modes or other shapes")
+    capped = _capped(method, row_shape, col_shape, ranks)
+    asked = _rank_text(ranks) + (f", capped to {_rank_text(capped)}" if capped else "") + why
+    raise ValueError(f"layer {name}: {method} rank {asked} (modes {modes}) gives {n_after} weights, "
+                     f"not fewer than the {n_before} of the dense layer (shrinkage threshold {shrinkage_threshold}: "
+                     f"at most {int(limit)}); {hint}")
+
+
+def _rank_text(ranks) -> str:
+    return ":".join(map(str, ranks)) if isinstance(ranks, (list, tuple)) else str(ranks)
+
+
+def _capped(method: str, row_shape, col_shape, ranks) -> list[int] | None:
+    """The TT / Tucker ranks actually used when ``ranks`` exceed what the modes allow, else None."""
+    if method not in ("tt", "tucker"):
+        return None
+    mod = tt if method == "tt" else tucker
+    asked, got = (mod.normalize_ranks(ranks, row_shape, col_shape, cap=c) for c in (False, True))
+    return None if asked == got else got
+
+
+def log_rank_cap(name: str, method: str, row_shape, col_shape, ranks) -> list[int] | None:
+    """Warn when TT / Tucker ranks are capped at what the mode shapes allow; the capped ranks, or None."""
+    got = _capped(method, row_shape, col_shape, ranks)
+    if got is None:
+        return None
+    asked = (tt if method == "tt" else tucker).normalize_ranks(ranks, row_shape, col_shape, cap=False)
+    log.warning("layer %s: %s ranks %s capped to %s (the most modes %s,%s allow)", name, method,
+                _rank_text(asked), _rank_text(got), "x".join(map(str, row_shape)), "x".join(map(str, col_shape)))
+    return got
+
+
 def apply_tensorization(model: nn.Module, method: str = "tt", layers: str = r"layers\.\d+\.(conv|linear)",
                         modes: int = 3, shapes: str | None = None, ranks: int | list[int] | None = None,
-                        rel_error: float | None = None, seed: int = 0) -> list[dict]:
+                        rel_error: float | None = None, seed: int = 0, shrinkage_threshold: float = 1.0) -> list[dict]:
     """Replace each matching Linear/Conv1d by a TT-matrix, Tucker or CP layer initialised from its weight.
 
     Mode shapes from ``shapes`` (``"8x8x6,12x12x8"``), else for tucker the Tucker-2 modes
     (out; in, kernel), else the most balanced ``modes``-way factorisation of each layer's dims; ranks from ``ranks`` or, for tt and tucker, the
     smallest uniform rank whose relative error ``||W - W'|| / ||W||`` is within ``rel_error``.
+    A rank capped at what the modes allow is logged; factors holding more than ``shrinkage_threshold``
+    times the layer's weights are refused (ValueError; with ``ranks`` before any layer changes).
     """
     if method not in ("tt", "tucker", "cp"):
         raise ValueError(f"unknown method {method!r}: tt, tucker or cp")
@@ -124,6 +201,11 @@ def apply_tensorization(model: nn.Module, method: str = "tt", layers: str = r"la
         else:
             row_shape, col_shape = factor_dims(out_dim, modes), factor_dims(in_dim, modes)
         check_shapes(row_shape, col_shape, out_dim, in_dim, name=f"layer {name}")
+        if ranks is not None:  # refuse a growing layer before any (slow) decomposition
+            if method == "cp" and not isinstance(ranks, int):
+                raise ValueError("CP takes one rank (--ranks R)")
+            _norm_ranks(method, ranks, row_shape, col_shape)
+            check_shrinks(name, method, row_shape, col_shape, ranks, w.numel(), shrinkage_threshold)
         plans.append((name, layer, w, row_shape, col_shape))
     reports = []
     for name, layer, w, row_shape, col_shape in plans:
@@ -132,6 +214,9 @@ def apply_tensorization(model: nn.Module, method: str = "tt", layers: str = r"la
             top = max(tt.full_ranks(row_shape, col_shape)) if method == "tt" else max(row_shape + col_shape)
             r_use = uniform_ranks_search(1, top, lambda r: _rel_error(
                 _factorize(method, w, layer, row_shape, col_shape, r, seed), w) - rel_error)
+            check_shrinks(name, method, row_shape, col_shape, r_use, w.numel(), shrinkage_threshold,
+                          why=f" (the smallest within relative error {rel_error})")
+        capped = log_rank_cap(name, method, row_shape, col_shape, r_use)
         m = _factorize(method, w, layer, row_shape, col_shape, r_use, seed)
         n_after = sum(p.numel() for n, p in m.named_parameters() if n != "bias")
         reports.append({"layer": name, "method": method, "shape": f"{w.shape[0]}x{w.shape[1]}",
@@ -139,6 +224,8 @@ def apply_tensorization(model: nn.Module, method: str = "tt", layers: str = r"la
                         "rank": ":".join(map(str, m.spec().get("ranks", [m.spec().get("rank")]))),
                         "params_before": w.numel(), "params_after": n_after,
                         "rel_error": round(_rel_error(m, w), 5)})
+        if capped:
+            reports[-1]["rank_asked"] = _rank_text(r_use)
         replace_layer(model, name, m, m.spec())
     return reports
 

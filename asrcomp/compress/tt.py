@@ -22,8 +22,9 @@ def full_ranks(row_shape: list[int], col_shape: list[int]) -> list[int]:
     return [1] + [min(math.prod(pairs[:k]), math.prod(pairs[k:])) for k in range(1, len(pairs))] + [1]
 
 
-def normalize_ranks(ranks: int | list[int], row_shape: list[int], col_shape: list[int]) -> list[int]:
-    """``ranks`` as ``[1, r_1, ..., r_{d-1}, 1]``, each capped at its full rank; an int means all inner ranks."""
+def normalize_ranks(ranks: int | list[int], row_shape: list[int], col_shape: list[int], cap: bool = True) -> list[int]:
+    """``ranks`` as ``[1, r_1, ..., r_{d-1}, 1]``, each capped at its full rank (unless not ``cap``: then as
+    asked, so a caller can tell and log a cap); an int means all inner ranks."""
     d = len(row_shape)
     if len(col_shape) != d:
         raise ValueError(f"TT-matrix needs as many row modes as column modes, not {row_shape} and {col_shape}")
@@ -32,8 +33,10 @@ def normalize_ranks(ranks: int | list[int], row_shape: list[int], col_shape: lis
         inner = inner[1:-1]
     if len(inner) != d - 1 or min(inner, default=1) < 1:
         raise ValueError(f"TT ranks {ranks!r}: need {d - 1} inner ranks >= 1 for {d} modes")
-    cap = full_ranks(row_shape, col_shape)
-    return [1] + [min(r, c) for r, c in zip(inner, cap[1:-1])] + [1]
+    if not cap:
+        return [1] + inner + [1]
+    full = full_ranks(row_shape, col_shape)
+    return [1] + [min(r, c) for r, c in zip(inner, full[1:-1])] + [1]
 
 
 def tt_params(row_shape: list[int], col_shape: list[int], ranks: list[int]) -> int:

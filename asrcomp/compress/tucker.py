@@ -17,13 +17,14 @@ from torch import nn
 from asrcomp.compress.dense import FactorizedDense, check_shapes, tensor_of
 
 
-def normalize_ranks(ranks: int | list[int], row_shape: list[int], col_shape: list[int]) -> list[int]:
-    """``[p_1..p_d, q_1..q_d]``, each capped at its mode size; an int means the same rank for every mode."""
+def normalize_ranks(ranks: int | list[int], row_shape: list[int], col_shape: list[int], cap: bool = True) -> list[int]:
+    """``[p_1..p_d, q_1..q_d]``, each capped at its mode size (unless not ``cap``: then as asked, so a
+    caller can tell and log a cap); an int means the same rank for every mode."""
     dims = list(row_shape) + list(col_shape)
     r = [int(ranks)] * len(dims) if isinstance(ranks, int) else [int(v) for v in ranks]
     if len(r) != len(dims) or min(r) < 1:
         raise ValueError(f"Tucker ranks {ranks!r}: need {len(dims)} ranks >= 1 (one per mode)")
-    return [min(a, b) for a, b in zip(r, dims)]
+    return [min(a, b) for a, b in zip(r, dims)] if cap else r
 
 
 def tucker_params(row_shape, col_shape, ranks) -> int:
