@@ -167,7 +167,8 @@ def _cmd_compress(a):
         except ValueError as e:
             raise InputError("--ranks", str(e), fix="e.g. --ranks 16 or --ranks 16:24") from e
         transform = partial(apply_tensorization, method=a.method, layers=a.layers or r"layers\.\d+\.(conv|linear)",
-                            modes=a.modes, shapes=a.shapes, ranks=ranks, rel_error=a.rel_error)
+                            modes=a.modes, shapes=a.shapes, ranks=ranks, rel_error=a.rel_error,
+                            shrinkage_threshold=a.shrinkage_threshold)
         record = {"stage": a.method, "modes": a.modes, "shapes": a.shapes, "ranks": a.ranks,
                   "rel_error_target": a.rel_error}
     cfg = _finetune_config(a)
@@ -235,6 +236,17 @@ def _cmd_peer(a):
     from asrcomp.compress.peers import make_peer
 
     make_peer(a.src_dir, a.out_dir, a.kind, a.zstd_level)
+
+
+def _cmd_quantize(a):
+    from asrcomp.compress.quant import quantize_model_dir
+
+    cfg = None
+    if a.epochs:  # STE fine-tuning; as pack, at a tenth of the training learning rate unless --lr
+        cfg = _finetune_config(a)
+        cfg.lr = a.lr if a.lr is not None else cfg.lr / 10
+    quantize_model_dir(a.src_dir, a.out_dir, a.bits, keep=a.keep, epochs=a.epochs or 0, tcfg=cfg,
+                       train_dir=a.train_dir, valid_dir=a.valid_dir, lang_dir=a.lang_dir, level=a.zstd_level)
 
 
 def _decode_opts(a):
@@ -417,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rank", type=int, help="svd: rank k")
     s.add_argument("--energy-threshold", type=float, help="svd: smallest rank keeping this fraction of sum(s^2)")
     s.add_argument("--shrinkage-threshold", type=float, default=1.0,
-                   help="svd: leave a layer alone unless factorised it has <= this fraction of its weights")
+                   help="svd: leave a layer alone unless factorised it has <= this fraction of its weights; "
+                        "tt: refuse factors holding more")
     s.add_argument("--method", choices=["tt", "tucker", "cp"], default="tt", help="tt: the factorisation")
     s.add_argument("--modes", type=int, default=3, help="tt: number of modes d per dimension")
     s.add_argument("--shapes", help="tt: mode shapes OUTxOUT..,INxIN.. (default: balanced factors)")
@@ -484,6 +497,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("src_dir")
     s.add_argument("out_dir")
     s.set_defaults(func=_cmd_peer)
+
+    s = add("quantize", help="low-bit linear quantisation: int8 / int4 per channel, ternary (2), binary (1), "
+            "optional STE fine-tuning -> decodable model dir with model.<kind>.zst")
+    s.add_argument("--bits", type=int, choices=[8, 4, 2, 1], required=True)
+    s.add_argument("--keep", help="regex of weights kept at 8 bits (default for --bits 2 and 1: first and last "
+                                  "layer, '^layers\\.0\\.|^output\\.'; 'none': none)")
+    s.add_argument("--zstd-level", type=int, default=19)
+    s.add_argument("--warmup-steps", type=int, default=50)
+    add_finetune(s)
+    s.add_argument("src_dir")
+    s.add_argument("out_dir")
+    for arg in ("train_dir", "valid_dir", "lang_dir"):
+        s.add_argument(arg, nargs="?", help="needed when fine-tuning")
+    s.set_defaults(func=_cmd_quantize)
 
     from asrcomp.onnx_cli import add_commands  # export-onnx, onnx-fp16, onnx-int8, decode-onnx, decode-sherpa
 

@@ -13,6 +13,8 @@
 #            temperature, epochs, lr); with compare: true also the same student trained with
 #            CTC only (<dir>_ctc) and from scratch (<dir>_scratch)
 #   pack     steps/pack.sh           bits, bits_output, prune_sparsity, prune_epochs, finetune_epochs
+#   quant    steps/quantize.sh       bits (8|4|2|1: int8, int4, ternary, binary), keep, epochs (STE), lr;
+#            writes <prev>_q<bits>
 # Stage first-stage+len(chain): <exp-dir>/results_all.{md,png}, every model (--baselines first).
 set -euo pipefail
 echo "$0 $*"
@@ -46,6 +48,7 @@ for step in $(get_or chain "svd tt distill pack"); do
   c=compress.$step
   case $step in
     tt) out=${prev}_$(get_or $c.method tt) ;;
+    quant) out=${prev}_q$(get_or $c.bits 8) ;;
     *) out=${prev}_$step ;;
   esac
   extra=""  # comparison model dirs a stage writes beside its output
@@ -85,7 +88,12 @@ for step in $(get_or chain "svd tt distill pack"); do
             --prune-sparsity $(get_or $c.prune_sparsity 0.0) --prune-epochs $(get_or $c.prune_epochs 0) \
             --finetune-epochs $(get_or $c.finetune_epochs 0) --device $device $prev $out "${train_args[@]}"
         fi ;;
-      *) echo "$0: unknown chain entry '$step' in $conf (svd, tt, distill, pack)" >&2; exit 1 ;;
+      quant)
+        if [ -f $out/model.yaml ]; then log "$out already quantised"; else
+          $steps/quantize.sh --conf $conf --bits $(get_or $c.bits 8) --keep "$(get_or $c.keep '')" \
+            --epochs $(get_or $c.epochs 0) --lr "$(get_or $c.lr '')" --device $device $prev $out "${train_args[@]}"
+        fi ;;
+      *) echo "$0: unknown chain entry '$step' in $conf (svd, tt, distill, pack, quant)" >&2; exit 1 ;;
     esac
     for d in $out $extra; do decode_model $d; done
   fi

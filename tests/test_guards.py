@@ -29,6 +29,12 @@ def _model():
     return build_model(ARCH)
 
 
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """One tiny corpus (random features, phone lang, untrained TDNN) for the module's fit() runs."""
+    return make_tiny_corpus(tmp_path_factory.mktemp("tiny"))
+
+
 @pytest.mark.parametrize("method, ranks, asked, after, best, best_after", [
     # full TT ranks of 4x4x4,8x6x4: min(32, 24 * 16) = 32, min(32 * 24, 16) = 16:
     # 4*8*32 + 32*4*6*16 + 16*4*4 = 13,568 > 12,288; rank 28: 4*8*28 + 28*24*16 + 16*16 = 11,904
@@ -99,8 +105,8 @@ def test_a_capped_rank_is_logged_and_recorded(caplog):
     assert "capped" not in caplog.text and "rank_asked" not in rep[0]
 
 
-def test_compress_stage_turns_the_refusal_into_an_input_error_and_writes_nothing(tmp_path):
-    c = make_tiny_corpus(tmp_path)
+def test_compress_stage_turns_the_refusal_into_an_input_error_and_writes_nothing(corpus, tmp_path):
+    c = corpus
     out = tmp_path / "out"
     with pytest.raises(InputError, match=r"layer layers\.1\.conv: tt rank 1000, capped to .* gives \d+ weights, "
                                          r"not fewer than the 3072 of the dense layer"):
@@ -123,8 +129,8 @@ def test_check_model_finite_names_the_tensor():
         check_model_finite(model, grads=False)
 
 
-def test_nan_weight_stops_fit_at_the_first_step_naming_it(tmp_path):
-    c = make_tiny_corpus(tmp_path)
+def test_nan_weight_stops_fit_at_the_first_step_naming_it(corpus, tmp_path):
+    c = corpus
     from asrcomp.modeldir import load_model_dir
 
     model, _ = load_model_dir(c["model"])
@@ -136,9 +142,9 @@ def test_nan_weight_stops_fit_at_the_first_step_naming_it(tmp_path):
     assert not (tmp_path / "exp" / "epoch-1.pt").exists() and not (tmp_path / "exp" / "final.pt").exists()
 
 
-def test_nan_gradient_from_a_hook_stops_fit_naming_the_tensor(tmp_path):
+def test_nan_gradient_from_a_hook_stops_fit_naming_the_tensor(corpus, tmp_path):
     """A NaN put into one gradient (here by an after_backward hook) is named before clipping smears it."""
-    c = make_tiny_corpus(tmp_path)
+    c = corpus
     from asrcomp.modeldir import load_model_dir
 
     model, _ = load_model_dir(c["model"])
@@ -155,8 +161,8 @@ def test_nan_gradient_from_a_hook_stops_fit_naming_the_tensor(tmp_path):
     assert len(calls) == 2
 
 
-def test_nan_written_by_a_step_stops_fit_naming_the_weight(tmp_path):
-    c = make_tiny_corpus(tmp_path)
+def test_nan_written_by_a_step_stops_fit_naming_the_weight(corpus, tmp_path):
+    c = corpus
     from asrcomp.modeldir import load_model_dir
 
     model, _ = load_model_dir(c["model"])
@@ -170,8 +176,8 @@ def test_nan_written_by_a_step_stops_fit_naming_the_weight(tmp_path):
         fit(model, tmp_path / "exp", c["train"], c["valid"], c["lang"], tiny_cfg(1), hooks=FitHooks(after_step=poison))
 
 
-def test_a_clean_fit_passes_the_guard(tmp_path):
-    c = make_tiny_corpus(tmp_path)
+def test_a_clean_fit_passes_the_guard(corpus, tmp_path):
+    c = corpus
     from asrcomp.modeldir import load_model_dir
 
     model, _ = load_model_dir(c["model"])

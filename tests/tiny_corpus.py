@@ -1,5 +1,6 @@
 """A tiny corpus for training tests that must stay cheap: random 20-dim features (no audio, no
-feature extraction), a phone lang dir of three words, and a 3-layer TDNN model dir."""
+feature extraction), a hand-written phone lang dir of three words (no CMUdict, no FSTs: what
+``load_lang`` needs for training), and a 3-layer TDNN model dir."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 import yaml
 
 from asrcomp.datadir import write_data_dir
-from asrcomp.lang import prepare_lang
+from asrcomp.lang import load_lang
 from asrcomp.modeldir import save_model_dir
 from asrcomp.nnet import build_model
 from asrcomp.train import TrainConfig
@@ -18,7 +19,19 @@ from asrcomp.train import TrainConfig
 FEAT_DIM = 20
 ARCH = {"type": "tdnn", "hidden_dim": 32, "contexts": [[-2, -1, 0, 1, 2], [-1, 0, 1], [-1, 0, 1]],
         "subsample_at": 1, "subsampling_factor": 3, "feat_dim": FEAT_DIM}
+LEXICON = {"SHOW": "SH OW", "THE": "DH AH", "SHIPS": "SH IH P S", "<UNK>": "SPN"}
 WORDS = ["SHOW", "THE", "SHIPS"]
+
+
+def write_lang(d: Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    tokens = ["<blk>"] + sorted({p for pron in LEXICON.values() for p in pron.split()}) + ["#0"]
+    (d / "tokens.txt").write_text("".join(f"{t} {i}\n" for i, t in enumerate(tokens)))
+    words = ["<eps>"] + sorted(LEXICON) + ["#0", "<s>", "</s>"]
+    (d / "words.txt").write_text("".join(f"{w} {i}\n" for i, w in enumerate(words)))
+    (d / "lexicon.txt").write_text("".join(f"{w} {p}\n" for w, p in sorted(LEXICON.items())))
+    (d / "lang.yaml").write_text(yaml.safe_dump({"token_type": "phone", "num_tokens": len(tokens) - 1}))
+    return d
 
 
 def write_features_dir(d: Path, n_utts: int, seed: int) -> Path:
@@ -30,7 +43,7 @@ def write_features_dir(d: Path, n_utts: int, seed: int) -> Path:
     text = {u: " ".join(rng.choice(WORDS, size=2)) for u in utts}
     write_data_dir(d, {u: f"/nonexistent/{u}.wav" for u in utts}, text, {u: u.split("-")[0] for u in utts})
     with kaldiio.WriteHelper(f"ark,scp:{(d / 'feats.ark').resolve()},{d / 'feats.scp'}") as w:
-        for i, u in enumerate(utts):
+        for i, u in enumerate(sorted(utts)):  # Kaldi tables are sorted by key
             w(u, rng.standard_normal((60 + 3 * (i % 7), FEAT_DIM)).astype(np.float32))
     (d / "fbank.yaml").write_text(yaml.safe_dump({"num_mel_bins": FEAT_DIM, "cmvn": "none"}))
     return d
@@ -39,9 +52,9 @@ def write_features_dir(d: Path, n_utts: int, seed: int) -> Path:
 def make_tiny_corpus(root: Path) -> dict:
     """``{"train", "valid", "lang", "model"}``: data dirs, a phone lang dir, an untrained model dir."""
     root = Path(root)
-    lang = prepare_lang(WORDS, root / "lang", "phone")
-    train = write_features_dir(root / "train", 8, 0)
-    valid = write_features_dir(root / "valid", 4, 1)
+    lang = load_lang(write_lang(root / "lang"))
+    train = write_features_dir(root / "train", 24, 0)
+    valid = write_features_dir(root / "valid", 12, 1)
     torch.manual_seed(0)
     model = build_model(dict(ARCH, num_tokens=lang.num_tokens))
     mdir = save_model_dir(root / "model", model, root / "lang" / "tokens.txt",

@@ -59,10 +59,15 @@ def quantise_state(state: dict[str, torch.Tensor], kind: str) -> dict:
 
 
 def dequantise_state(stored: dict) -> dict[str, torch.Tensor]:
-    """Float32 (or the original dtype) tensors of :func:`quantise_state`'s output."""
+    """Float32 (or the original dtype) tensors of :func:`quantise_state`'s output (or of
+    :func:`asrcomp.compress.quant.quantise_state`'s: bit-packed codes, a table, per-channel scales)."""
     out = {}
     for name, v in stored.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and "codes" in v:  # bit-packed codes of asrcomp quantize
+            from asrcomp.compress.quant import decode_entry
+
+            out[name] = decode_entry(v)
+        elif isinstance(v, dict):
             q, scale = v["q"], v["scale"]
             w = q.float().reshape(q.shape[0], -1) * scale[:, None]
             out[name] = w.reshape(q.shape).to(getattr(torch, v["dtype"]))
