@@ -7,10 +7,13 @@ at the very end (a NaN ``final.pt``, a pack that cannot encode), far from its ca
 
 :func:`finite_guard` wraps :class:`asrcomp.train.FitHooks` so that :func:`asrcomp.train.fit`
 checks, after every backward pass (before clipping, which would smear one bad gradient over
-all of them), that every gradient and weight is finite, and after every optimiser step (and
+all of them), that every gradient is finite (and at the first step every weight of the input
+model, the likelier cause), and after every optimiser step (and
 after the final checkpoint averaging) that every weight is. The first bad tensor is named with
 the epoch-independent step count, its count of NaN / infinite elements and where it was seen.
-The check costs one reduction per tensor and a single host sync per check.
+The check costs one reduction per tensor and a single host sync per check: on this 2-core
+machine (one thread) 6.5 ms for the weights or the gradients of the 2.83 M-parameter default TDNN,
+against 193 ms for the forward and backward pass of one 2,400-frame batch.
 """
 
 from __future__ import annotations
@@ -48,10 +51,13 @@ def check_finite(tensors, what: str, where: str = "") -> None:
                              f"(check the learning rate, the input model and the features)")
 
 
-def check_model_finite(model: torch.nn.Module, where: str = "", grads: bool = True, extra=()) -> None:
-    """Every weight and buffer of ``model`` (and ``extra`` parameters), then every gradient (if ``grads``), is finite."""
+def check_model_finite(model: torch.nn.Module, where: str = "", grads: bool = True, extra=(),
+                       weights: bool = True) -> None:
+    """Every weight and buffer of ``model`` (and ``extra`` parameters) if ``weights``, then every gradient
+    if ``grads``, is finite."""
     params = list(model.named_parameters()) + [(f"hook parameter {i}", p) for i, p in enumerate(extra)]
-    check_finite(params + list(model.named_buffers()), "weight", where)  # the cause of bad gradients first
+    if weights:  # the cause of bad gradients first
+        check_finite(params + list(model.named_buffers()), "weight", where)
     if grads:
         check_finite(((n, p.grad) for n, p in params), "gradient of", where)
 
@@ -72,7 +78,9 @@ class _Guarded:
         self.steps, self.pending = self.steps + 1, True
         if self.inner.after_backward:
             self.inner.after_backward(model)
-        check_model_finite(model, f" after the backward pass of step {self.steps}", extra=self.params)
+        # the weights were checked after the previous step; at the first, they are the input model's
+        check_model_finite(model, f" after the backward pass of step {self.steps}", extra=self.params,
+                           weights=self.steps == 1)
 
     def after_step(self, model) -> None:
         if self.inner.after_step:
