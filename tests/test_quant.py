@@ -218,3 +218,37 @@ def test_cli_and_steps_script(src_dir, tmp_path):
     _, meta = load_model_dir(tmp_path / "sh1")
     assert set(meta["history"][-1]["bits_per_tensor"].values()) == {1}
     assert (tmp_path / "sh1/log/quantize.log").read_text().count("binary quantisation of") == 1
+
+
+class Killed(Exception):
+    pass
+
+
+def test_ste_fine_tuning_killed_and_resumed_equals_uninterrupted(corpus, tmp_path, monkeypatch, caplog):
+    """The shadow weights are checkpointed (FitHooks.state): a resumed run ends torch.equal to an uninterrupted one."""
+    c = corpus
+    args = dict(epochs=2, tcfg=tiny_cfg(2), train_dir=c["train"], valid_dir=c["valid"], lang_dir=c["lang"])
+    ref = quant.quantize_model_dir(c["model"], tmp_path / "ref", 2, **args)
+    shadow = torch.load(ref / "ste" / "epoch-2.pt", weights_only=False)["hooks"]["ste"]["shadow"]
+    assert set(shadow) == set(load_model_dir(ref)[1]["history"][-1]["bits_per_tensor"])
+    steps = torch.load(ref / "ste" / "epoch-1.pt", weights_only=False)["scheduler"]["last_epoch"]
+    real, n = quant.SteHooks.after_step, [0]
+
+    def dying(self, model):
+        n[0] += 1
+        if n[0] == steps + 1:  # inside epoch 2
+            raise Killed("killed in epoch 2")
+        return real(self, model)
+
+    out = tmp_path / "killed"
+    with monkeypatch.context() as m:
+        m.setattr(quant.SteHooks, "after_step", dying)
+        with pytest.raises(Killed):
+            quant.quantize_model_dir(c["model"], out, 2, **args)
+    assert (out / "ste/epoch-1.pt").is_file() and not (out / "ste/epoch-2.pt").exists()
+    with caplog.at_level("INFO", logger="asrcomp.train"):
+        quant.quantize_model_dir(c["model"], out, 2, **args)
+    assert "resuming from" in caplog.text and "epoch-1.pt (epoch 1 done)" in caplog.text
+    a, b = load_model_dir(ref)[0].state_dict(), load_model_dir(out)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (ref / "model.ternary.zst").read_bytes() == (out / "model.ternary.zst").read_bytes()

@@ -194,6 +194,17 @@ class SteHooks:
             self.shadow[n] = self.shadow[n].to(p.device) + (p.detach() - self.applied[n].to(p.device))
         self._requantise(model)
 
+    def state_dict(self) -> dict:
+        """The shadow weights, checkpointed with the fine-tuning (``FitHooks.state``) so a resumed run goes on
+        from them rather than from their quantised values."""
+        return {"shadow": {n: s.detach().cpu() for n, s in self.shadow.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state["shadow"]) != set(self.bits):
+            raise ValueError(f"shadow weights for {sorted(state['shadow'])}, this run quantises {sorted(self.bits)}")
+        self.shadow = {n: t.clone() for n, t in state["shadow"].items()}
+        self.applied = {n: fake_quant(t, self.bits[n]) for n, t in self.shadow.items()}
+
     def entries(self) -> dict[str, dict]:
         """The stored form of every quantised weight, from the shadows (the model holds their fake_quant)."""
         return {n: encode_entry(self.shadow[n].cpu(), b) for n, b in self.bits.items()}
@@ -250,7 +261,8 @@ def quantize_model_dir(src_dir, out_dir, bits: int, keep: str | None = None, epo
 
         ste = SteHooks(model, plan)
         fit(model, out_dir / "ste", train_dir, valid_dir, lang_dir, dataclasses.replace(tcfg, epochs=epochs, avg=1),
-            hooks=FitHooks(after_step=ste.after_step), history=history, stage=dict(record, stage="quant-ste"))
+            hooks=FitHooks(after_step=ste.after_step, state={"ste": ste}, identity={"bits": plan}),
+            history=history, stage=dict(record, stage="quant-ste"))
         model.cpu()
         entries = ste.entries()
         record["fine_tuned_in"] = str(out_dir / "ste")
