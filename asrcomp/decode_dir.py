@@ -5,6 +5,7 @@ Writes ``<model-dir>/decode_<set>_<graph>/`` (TLG search) and
 ``wer``, ``errs`` and ``rtf`` (real-time factor on one thread: network + search
 seconds over audio seconds; features are precomputed and not counted).
 
+Features are read lazily from the data dir's lhotse manifest (``asrcomp/dataset.py``).
 Split into ``--nj`` jobs: job ``j`` of ``n`` decodes every n-th utterance and
 writes ``hyp.<j>.txt`` / ``rtf.<j>.yaml``; ``merge_and_score`` combines them.
 """
@@ -21,9 +22,10 @@ import numpy as np
 import torch
 import yaml
 
-from asrcomp.datadir import read_data_dir, read_table, write_table
+from asrcomp.datadir import read_table, write_table
+from asrcomp.dataset import iter_cut_features
 from asrcomp.decode import DecodeOptions, TlgDecoder, ctc_greedy, tokens_to_words
-from asrcomp.features import iter_features, load_fbank_config
+from asrcomp.features import load_fbank_config
 from asrcomp.lang import read_symbol_table
 from asrcomp.score import read_text, write_scoring
 from asrcomp.utils import InputError, atomic_open
@@ -66,12 +68,10 @@ def decode_job(model_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_
         decoder = TlgDecoder(graph_dir, opts)
     id2tok = {i: t for t, i in read_symbol_table(model_dir / "tokens.txt").items()}
     token_type = cfg["tokens"]["token_type"]
-    data = read_data_dir(data_dir, need_features=True)
-    utts = data.utts[job - 1::nj]
     durations = _durations(data_dir, cfg)
     hyps: dict[str, dict[str, str]] = {k: {} for k in outs}
     secs = {"nnet": 0.0, "search": 0.0, "audio": 0.0}
-    for utt, x in iter_features(data_dir, utts):
+    for utt, x in iter_cut_features(data_dir, job, nj):  # lazily, from the data dir's lhotse manifest
         t0 = time.perf_counter()
         lp = log_probs_of(model, x)
         t1 = time.perf_counter()

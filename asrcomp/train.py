@@ -1,7 +1,9 @@
 """CTC training of an acoustic model into a model dir (``asrcomp train``).
 
-- batches by total padded input frames (``max_frames``), bucketed by length,
-  order drawn from (seed, epoch) so a resumed run sees the same batches;
+- data read lazily through lhotse (``asrcomp/dataset.py``): a CutSet manifest beside the data
+  dir's feats.scp, batches from lhotse's DynamicBucketingSampler by total padded input frames
+  (``max_frames``, i.e. ``max_duration`` = max_frames x frame shift), order drawn from
+  (seed, epoch) so a resumed run sees the same batches, each DDP rank reading its own share;
 - Adam (or SGD) with linear warm-up then cosine decay, gradient clipping;
 - validation loss each epoch; ``epoch-N.pt`` checkpoints (model, optimiser, scheduler,
   RNG state, the trainable state of the hooks: hint projection, pruning masks, k-means
@@ -20,20 +22,18 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from asrcomp.datadir import read_data_dir
-from asrcomp.features import iter_features, load_fbank_config
-from asrcomp.lang import UNK_WORD, load_lang
+from asrcomp.dataset import CollateDataset, CtcCuts, load_ctc_cuts, make_sampler
+from asrcomp.features import load_fbank_config
+from asrcomp.lang import load_lang
 from asrcomp.utils import InputError, atomic_open, atomic_path, options_from_dict
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class TrainConfig:
     time_masks: int = 2
     time_width: int = 20
     num_threads: int = 0  # 0: cores / processes
+    num_workers: int = 0  # DataLoader processes reading batches (0: the training process reads them)
     device: str = "auto"  # auto | cpu | cuda
     # mixed precision: "bf16" runs the forward (and so the backward) of matmuls and convolutions in
     # bfloat16 under torch.autocast, weights and the optimiser stay float32; "none": float32 only
@@ -73,91 +74,49 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------- data
+#
+# The data path is lhotse's (asrcomp/dataset.py): a lazy CutSet of the data dir's features,
+# batches from DynamicBucketingSampler (max_duration = max_frames x frame shift), features read
+# per batch. Nothing of the corpus but the sampler's buffer is held in memory.
+
+CtcData = CtcCuts  # the name training code and stages import
 
 
-@dataclass
-class CtcData:
-    """Features and token targets of a data dir, held in memory."""
-
-    utts: list[str]
-    feats: list[np.ndarray]  # (T, F) each, CMVN applied
-    targets: list[list[int]]
-
-    def lengths(self) -> list[int]:
-        return [len(x) for x in self.feats]
-
-
-def load_ctc_data(data_dir: str | os.PathLike, lang_dir: str | os.PathLike, subsampling_factor: int) -> CtcData:
-    """Load a data dir's features and map its transcripts to token ids through the lang dir.
+def load_ctc_data(data_dir: str | os.PathLike, lang_dir: str | os.PathLike, subsampling_factor: int) -> CtcCuts:
+    """A data dir's lazy cuts with token targets through the lang dir (features read per batch).
 
     Words outside the lexicon are read as <UNK> (as Kaldi maps training OOVs to its
     oov symbol) and counted in the log. Utterances too short for CTC after
     subsampling (fewer output frames than target tokens plus repeats) are dropped
     with a warning.
     """
-    data = read_data_dir(data_dir, need_features=True)
-    lang = load_lang(lang_dir)
-    text_path = data.path / "text"
-    line_of = {u: i for i, u in enumerate(sorted(data.text), 1)}
-    out = CtcData([], [], [])
-    dropped = 0
-    oov = lang.count_oov(data.text.values())
-    if oov:
-        log.warning("%s: %d of %d words (%d types, e.g. %s) are not in %s: read as %s", text_path,
-                    sum(oov.values()), sum(len(t.split()) for t in data.text.values()), len(oov),
-                    ", ".join(w for w, _ in oov.most_common(5)), lang.path / "lexicon.txt", UNK_WORD)
-    for utt, x in iter_features(data.path):
-        y = lang.words_to_token_ids(data.text[utt].split(), where=(text_path, line_of[utt]), map_oov=True)
-        repeats = sum(1 for a, b in zip(y, y[1:]) if a == b)
-        if (len(x) - 1) // subsampling_factor + 1 < len(y) + repeats:
-            dropped += 1
-            continue
-        out.utts.append(utt)
-        out.feats.append(x)
-        out.targets.append(y)
-    if dropped:
-        log.warning("%s: dropped %d utterances too short for their transcripts", data_dir, dropped)
-    if not out.utts:
-        raise InputError(data.path, "no usable utterances", fix="check the transcripts and features")
-    return out
+    return load_ctc_cuts(data_dir, lang_dir, subsampling_factor)
 
 
 def make_batches(lengths: list[int], max_frames: int, seed: int, epoch: int) -> list[list[int]]:
-    """Length-bucketed batches of utterance indices, each with padded size <= ``max_frames``.
+    """The batches (lists of indices into ``lengths``) the training sampler makes of utterances
+    of these frame counts: padded size <= ``max_frames``, deterministic in (seed, epoch)."""
+    from lhotse import CutSet, MonoCut
 
-    Deterministic in (seed, epoch): shuffle, sort within windows of 100 by length,
-    pack greedily, shuffle the batch order.
-    """
-    rng = random.Random(seed * 100003 + epoch)
-    idx = list(range(len(lengths)))
-    rng.shuffle(idx)
-    window = 100
-    ordered = []
-    for i in range(0, len(idx), window):
-        ordered.extend(sorted(idx[i:i + window], key=lambda j: lengths[j]))
-    batches, cur, cur_max = [], [], 0
-    for j in ordered:
-        new_max = max(cur_max, lengths[j])
-        if cur and new_max * (len(cur) + 1) > max_frames:
-            batches.append(cur)
-            cur, new_max = [], lengths[j]
-        cur.append(j)
-        cur_max = new_max
-    if cur:
-        batches.append(cur)
-    rng.shuffle(batches)
-    return batches
+    cuts = CutSet.from_cuts(MonoCut(id=str(i), start=0.0, duration=n * 0.01, channel=0)
+                            for i, n in enumerate(lengths))
+    sampler = make_sampler(cuts, max_frames * 0.01, seed, True, 0, 1, len(lengths))
+    sampler.set_epoch(epoch)
+    return [[int(c.id) for c in b] for b in sampler]
 
 
-def collate(data: CtcData, batch: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pad a batch: features ``(N, T, F)``, lengths ``(N,)``, concatenated targets, target lengths."""
-    feats = [torch.from_numpy(data.feats[i]) for i in batch]
-    x_lens = torch.tensor([len(f) for f in feats], dtype=torch.int64)
-    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
-    ys = [data.targets[i] for i in batch]
-    y = torch.tensor([t for y_ in ys for t in y_], dtype=torch.int64)
-    y_lens = torch.tensor([len(y_) for y_ in ys], dtype=torch.int64)
-    return x, x_lens, y, y_lens
+def batches(data: CtcCuts, max_frames: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+            shuffle: bool = True):
+    """This rank's batches (CutSets) of an epoch; every rank gets the same number."""
+    sampler = data.sampler(max_frames, seed, shuffle, rank, world)
+    sampler.set_epoch(epoch)
+    return sampler
+
+
+def collate(data: CtcCuts, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Read and pad a batch (a CutSet): features ``(N, T, F)``, lengths ``(N,)``, concatenated
+    targets, target lengths."""
+    return data.collate(batch)
 
 
 def spec_augment(x: torch.Tensor, x_lens: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
@@ -189,7 +148,7 @@ def validation_loss(model, data: CtcData, max_frames: int, device) -> float:
     """CTC loss per target token over a whole data set."""
     model.eval()
     total, tokens = 0.0, 0
-    for b in make_batches(data.lengths(), max_frames, 0, 0):
+    for b in batches(data, max_frames, 0, 0, shuffle=False):
         x, x_lens, y, y_lens = (t.to(device) for t in collate(data, b))
         total += float(ctc_loss_sum(model, x, x_lens, y, y_lens))
         tokens += int(y_lens.sum())
@@ -287,7 +246,7 @@ class FitHooks:
 
 # training options that do not change what a run computes (where and how fast it runs, what
 # final.pt averages, how it was started): a checkpoint resumes under other values of these
-RESUME_IGNORED = ("num_threads", "device", "avg", "start_epoch", "arch")
+RESUME_IGNORED = ("num_threads", "num_workers", "device", "avg", "start_epoch", "arch")
 
 
 def _fingerprint(tensors: dict[str, torch.Tensor]) -> dict[str, list[float]]:
@@ -442,10 +401,18 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
             raise InputError(last, f"holds no state for {', '.join(missing)} (written by an older asrcomp)",
                              fix=f"delete {exp_dir}, or pass --start-epoch {last_epoch + 1} to begin a new run "
                                  "from its weights")
+    if world > 1 and rank != 0:  # rank 0 (re)builds the lazy manifests, the others then read them
+        import torch.distributed as dist
+
+        dist.barrier()
     train_data = load_ctc_data(train_dir, lang_dir, model.subsampling_factor)
     valid_data = load_ctc_data(valid_dir, lang_dir, model.subsampling_factor)
-    log.info("train: %d utterances, %d frames; valid: %d utterances", len(train_data.utts),
-             sum(train_data.lengths()), len(valid_data.utts))
+    if world > 1 and rank == 0:
+        import torch.distributed as dist
+
+        dist.barrier()
+    log.info("train: %d utterances, %d frames (%s); valid: %d utterances", train_data.num_utts,
+             train_data.num_frames, train_data.manifest, valid_data.num_utts)
     loss_fn = hooks.loss or ctc_loss_sum
 
     params = [p for p in model.parameters() if p.requires_grad] + list(hooks.params)
@@ -455,7 +422,9 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     else:
         raise InputError("train config", f"unknown optimizer {cfg.optimizer!r}", fix="adam or sgd")
-    steps_per_epoch = len(make_batches(train_data.lengths(), cfg.max_frames, cfg.seed, 1)) // world
+    train_batches = train_data.sampler(cfg.max_frames, cfg.seed, True, rank, world)
+    train_batches.set_epoch(1)
+    steps_per_epoch = sum(1 for _ in train_batches)  # this rank's: the sampler gives every rank as many
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps_per_epoch * cfg.epochs))
 
     epochs: list[dict] = []
@@ -503,12 +472,13 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
     exp_dir.mkdir(parents=True, exist_ok=True)
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.time()
-        batches = make_batches(train_data.lengths(), cfg.max_frames, cfg.seed, epoch)
-        mine = batches[rank::world][:len(batches) // world]  # equal step counts keep DDP in lock-step
+        train_batches.set_epoch(epoch)  # this rank's share; equal step counts keep DDP in lock-step
+        loader = torch.utils.data.DataLoader(CollateDataset(train_data), sampler=train_batches, batch_size=None,
+                                             num_workers=cfg.num_workers, persistent_workers=False)
         tot_loss, tot_tokens = 0.0, 0
-        bar = tqdm(mine, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=10, disable=rank != 0)
-        for step, b in enumerate(bar):
-            x, x_lens, y, y_lens = collate(train_data, b)
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", mininterval=10, disable=rank != 0,
+                   total=steps_per_epoch)
+        for step, (x, x_lens, y, y_lens) in enumerate(bar):
             if cfg.spec_augment:
                 gen = torch.Generator().manual_seed(((cfg.seed * 1000 + epoch) * 100000 + step) * 64 + rank)
                 x = spec_augment(x, x_lens, cfg, gen)

@@ -15,7 +15,7 @@ import time
 import torch
 
 from asrcomp.nnet import build_model
-from asrcomp.train import collate, ctc_loss_sum, load_ctc_data, make_batches, validation_loss
+from asrcomp.train import batches, collate, ctc_loss_sum, load_ctc_data, validation_loss
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     t0, step, acc = time.time(), 0, 0.0
     for epoch in range(1, 1000):
-        for b in make_batches(train.lengths(), 4000, 0, epoch):
+        for b in batches(train, 4000, 0, epoch):
             x, x_lens, y, y_lens = collate(train, b)
             loss = ctc_loss_sum(model, x, x_lens, y, y_lens) / y_lens.sum()
             opt.zero_grad()
