@@ -48,7 +48,7 @@ from asrcomp.utils import InputError
 log = logging.getLogger(__name__)
 
 CUTS_NAME = "feats_cuts.jsonl.gz"
-SOURCES = ("feats.scp", "text", "utt2spk", "utt2num_frames")  # the manifest is rebuilt when one is newer
+SOURCES = ("feats.scp", "text", "utt2spk", "utt2num_frames", "fbank.yaml")  # the manifest is rebuilt when one is newer
 SHUFFLE_CHUNK = 20000  # cuts per in-memory chunk of the bounded-memory shuffle
 SAMPLER_BUFFER = 10000  # cuts the bucketing sampler holds (lhotse's DynamicBucketer default)
 NUM_BUCKETS = 30  # icefall's --num-buckets; measured padding on speechocean762 train_sp (5000 frames): 10 buckets 92.6 % real frames, 30: 97.3 % (the previous batching 90.3 %)

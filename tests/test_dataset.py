@@ -133,3 +133,23 @@ def test_data_holds_no_features(tmp_path):
     data = load_ctc_data(c["train"], c["lang"], 3)
     held = [v for v in vars(data).values() if isinstance(v, (np.ndarray, list))]
     assert held == [] and data.cmvn is None
+
+
+def test_dataloader_workers_train_the_same_weights(tmp_path):
+    """num_workers (DataLoader processes reading the batches) changes where batches are read, not
+    what is trained: torch.equal weights."""
+    from asrcomp.lang import load_lang
+    from asrcomp.nnet import build_model
+    from asrcomp.train import fit
+
+    from tiny_corpus import ARCH, tiny_cfg
+
+    c = make_tiny_corpus(tmp_path)
+    states = []
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        model = build_model(dict(ARCH, num_tokens=load_lang(c["lang"]).num_tokens))
+        exp = fit(model, tmp_path / f"w{workers}", c["train"], c["valid"], c["lang"],
+                  tiny_cfg(epochs=2, spec_augment=True, num_workers=workers))
+        states.append(torch.load(exp / "final.pt", weights_only=True))
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
