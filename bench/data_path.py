@@ -109,7 +109,7 @@ def worker(a) -> None:
 
     lang = load_lang(a.lang)
     torch.manual_seed(0)
-    model = build_model(dict(TDNN, feat_dim=80, num_tokens=lang.num_tokens))
+    model = build_model(dict(TDNN, feat_dim=80, num_tokens=a.num_tokens or lang.num_tokens))
     cfg = TrainConfig(epochs=1, max_frames=a.max_frames, lr=2e-3, warmup_steps=50, avg=1, seed=0,
                       num_threads=a.threads, device="cpu", start_epoch=1)
     try:
@@ -120,7 +120,8 @@ def worker(a) -> None:
     hwm = [ln for ln in Path("/proc/self/status").read_text().splitlines() if ln.startswith("VmHWM")][0]
     print(json.dumps({
         "code": str(Path(asrcomp.__file__).resolve().parents[1]), "train": str(a.train),
-        "threads": a.threads, "steps": len(frames), "peak_rss_mb": round(int(hwm.split()[1]) / 1024, 1),
+        "threads": a.threads, "max_frames": a.max_frames, "outputs": model.output.out_features if hasattr(
+            model, "output") else None, "steps": len(frames), "peak_rss_mb": round(int(hwm.split()[1]) / 1024, 1),
         "frames_per_s": round(sum(frames[s:a.steps]) / (times[a.steps] - times[s]), 1),
         "padded_frames_per_s": round(sum(padded[s:a.steps]) / (times[a.steps] - times[s]), 1),
         "setup_s": round(times[0] - t_start, 1)}), flush=True)
@@ -130,7 +131,7 @@ def run_worker(code: Path, train: Path, a, exp: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS=str(a.threads))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--train", str(train), "--valid", str(a.valid),
            "--lang", str(a.lang), "--exp", str(exp), "--steps", str(a.steps), "--skip", str(a.skip),
-           "--threads", str(a.threads), "--max-frames", str(a.max_frames)]
+           "--threads", str(a.threads), "--max-frames", str(a.max_frames), "--num-tokens", str(a.num_tokens)]
     r = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"worker failed ({code}, {train}):\n{r.stderr[-3000:]}")
@@ -149,6 +150,8 @@ def main() -> None:
     p.add_argument("--skip", type=int, default=10, help="warm-up steps left out of frames/s")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-frames", type=int, default=5000)
+    p.add_argument("--num-tokens", type=int, default=0,
+                   help="size the output layer for this many tokens (e.g. 500 for BPE-500; targets stay the lang's)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--train", type=Path, help=argparse.SUPPRESS)
