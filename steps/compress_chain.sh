@@ -15,7 +15,8 @@
 #   pack     steps/pack.sh           bits, bits_output, prune_sparsity, prune_epochs, finetune_epochs
 #   quant    steps/quantize.sh       bits (8|4|2|1: int8, int4, ternary, binary), keep, epochs (STE), lr;
 #            writes <prev>_q<bits>
-# Stage first-stage+len(chain): <exp-dir>/results_all.{md,png}, every model (--baselines first).
+# Stage first-stage+len(chain): the peers of the base (compress.peers: fp16, int8, q4, q2, q1),
+# then <exp-dir>/results_all.{md,png}, every model (--baselines first).
 set -euo pipefail
 echo "$0 $*"
 conf=""; graph_dir=""; decode_sets=""; stage=0; stop_stage=100; first_stage=8; decode_opts=""; nj=2; cmd=""
@@ -103,6 +104,21 @@ for step in $(get_or chain "svd tt distill pack"); do
 done
 
 if [ $stage -le $st ] && [ $stop_stage -ge $st ]; then
+  # peers of the chain, what a user gets in two lines from the base model (config compress.peers:
+  # fp16 / int8 = steps/peer.sh, fp16 or int8-per-channel + zstd; q4 / q2 / q1 = steps/quantize.sh
+  # without fine-tuning): decoded, and rows of the table
+  for p in $(get_or compress.peers ""); do
+    out=$exp/${base}_peer_$p
+    if [ ! -f $out/model.yaml ]; then
+      case $p in
+        fp16|int8) $steps/peer.sh --kind $p $exp/$base $out ;;
+        q[1248]) $steps/quantize.sh --conf $conf --bits ${p#q} --device $device $exp/$base $out ;;
+        *) echo "$0: unknown peer '$p' in $conf compress.peers (fp16, int8, q8, q4, q2, q1)" >&2; exit 1 ;;
+      esac
+    fi
+    decode_model $out
+    all="$all $out"
+  done
   log "stage $st: comparison table of every model"
   # shellcheck disable=SC2086
   $steps/sweep_table.sh --graph-dir $graph_dir --decode-sets "$decode_sets" --nj $nj --cmd "$cmd" \
