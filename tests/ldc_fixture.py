@@ -123,9 +123,11 @@ Mr. Smith said prices rose
 """
 
 
-def utt_samples(utt: str) -> np.ndarray:
+def utt_samples(utt: str, text: str = "") -> np.ndarray:
+    """Noise for ``utt``: 0.3-0.4 s plus 60 ms per character of ``text``, so that a CTC model's
+    output frames (10 ms frames, subsampled by 3) outnumber the transcript's phones."""
     rng = np.random.default_rng(sum(ord(c) * 31 ** i for i, c in enumerate(utt)) % 2**32)
-    n = int(SR * (0.3 + 0.1 * rng.random()))
+    n = int(SR * (0.3 + 0.1 * rng.random() + 0.06 * len(text)))
     return (rng.standard_normal(n) * 2000).astype(np.int16)
 
 
@@ -275,7 +277,7 @@ def make_wsj_tree(root: Path, shorten_utts: tuple[str, ...] = (), upper_discs: t
         dot_lines = []
         for j, (suffix, raw, norm) in enumerate(lines):
             utt = session + suffix
-            x = utt_samples(utt)
+            x = utt_samples(utt, norm)
             path = audio_dir / _case(f"{utt}.wv1", up)
             if utt in shorten_utts:
                 write_sphere_shorten(path, x, big_endian=(i + j) % 2 == 0,

@@ -346,13 +346,14 @@ def test_audio_shorter_than_its_header_is_dropped_and_counted(prepared, tmp_path
     assert any(str(short) in m and "si_et_20.ndx:" in m for m in warned) and len(warned) == 2
 
 
+@pytest.mark.slow
 def test_run_sh_to_features(prepared, tmp_path):
     tree = prepared[0]
     data = tmp_path / "data"
     env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
     r = subprocess.run([str(ROOT / "egs/wsj/run.sh"), "--wsj0", str(tree / "wsj0"), "--wsj1", str(tree / "wsj1"),
                         "--config", "smoke", "--data", str(data), "--stop-stage", "1"],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "MISMATCH" in r.stdout and "oov_rate" in r.stdout
     assert "utterance count mismatch" in (data / "log" / "data_prep.log").read_text()
