@@ -49,6 +49,7 @@ import torch
 import yaml
 from torch import nn
 
+from asrcomp.compress.dense import FactorizedDense
 from asrcomp.utils import InputError, atomic_open, atomic_path
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ SHERPA_MODEL_TYPE = "zipformer2_ctc"
 
 # ----------------------------------------------------------------------------- export-friendly modules
 
-class TtDenseOnnx(nn.Module):
+class TtDenseOnnx(FactorizedDense):
     """The contraction of a :class:`~asrcomp.compress.tt.TtDense`, one MatMul per core.
 
     Step k turns ``t: (M, c_k, C_rest, O_done, r_{k-1})`` into ``(M, C_rest, O_done, o_k, r_k)``
@@ -71,10 +72,10 @@ class TtDenseOnnx(nn.Module):
     """
 
     def __init__(self, tt):
-        super().__init__()
-        self.in_features, self.out_features, self.conv = tt.in_features, tt.out_features, tt.conv
+        super().__init__(tt.in_features, tt.out_features, tt.bias is not None, tt.conv)
         self.col_shape = list(tt.col_shape)
-        self.bias = None if tt.bias is None else nn.Parameter(tt.bias.detach().clone())
+        if tt.bias is not None:
+            self.bias.data.copy_(tt.bias.detach())
         self.mats = nn.ParameterList(
             nn.Parameter(core.detach().permute(2, 0, 1, 3).reshape(core.shape[2] * core.shape[0], -1).clone())
             for core in tt.cores)
@@ -93,16 +94,6 @@ class TtDenseOnnx(nn.Module):
             o_done *= o
             t = t.reshape(-1, c_rest, o_done, s)  # (M, C_rest, O_done*o, s)
         return t.reshape(-1, self.out_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv is None:
-            y = self.apply_rows(x.reshape(-1, self.in_features)).reshape(*x.shape[:-1], self.out_features)
-            return y + self.bias if self.bias is not None else y
-        n = x.shape[0]
-        y = self.apply_rows(self._patches(x))
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(n, -1, self.out_features).transpose(1, 2)
 
 
 class DnnOnnx(nn.Module):
@@ -197,7 +188,6 @@ def export_friendly(model: nn.Module) -> nn.Module:
     import copy
     import types
 
-    from asrcomp.compress.dense import FactorizedDense
     from asrcomp.compress.layers import set_module
     from asrcomp.compress.tt import TtDense
     from asrcomp.compress.tucker import TuckerDense
