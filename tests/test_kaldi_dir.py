@@ -70,6 +70,7 @@ def test_bad_dirs_are_named(tmp_path):
         import_dir(src, tmp_path / "data", "dev")
 
 
+@pytest.mark.slow
 def test_run_sh_to_features(tmp_path):
     for name in ("train", "dev", "test"):
         make_kaldi_dir(tmp_path / "kaldi" / name, {f"{name}x-1": "HELLO WORLD", f"{name}x-2": "GOOD MORNING"})
@@ -77,7 +78,7 @@ def test_run_sh_to_features(tmp_path):
     k = tmp_path / "kaldi"
     r = subprocess.run([str(ROOT / "egs/kaldi_dir/run.sh"), "--train", str(k / "train"), "--dev", str(k / "dev"),
                         "--test", str(k / "test"), "--config", "smoke", "--data", str(tmp_path / "data"),
-                        "--stop-stage", "1"], capture_output=True, text=True, env=env, timeout=120)
+                        "--stop-stage", "1"], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     for s in ("train", "dev", "test"):
         assert len(read_data_dir(tmp_path / "data" / s, need_features=True).feats_scp) == 2
