@@ -202,6 +202,7 @@ def test_ste_fine_tuning_through_fit_writes_a_quantised_model_dir(corpus, tmp_pa
 
 def test_cli_and_steps_script(src_dir, tmp_path):
     """``asrcomp quantize`` and ``steps/quantize.sh`` (the chain's ``quant`` entry) write the model dir."""
+    import os
     import subprocess
     from pathlib import Path
 
@@ -212,8 +213,9 @@ def test_cli_and_steps_script(src_dir, tmp_path):
     assert meta["packed_file"] == "model.int4.zst" and meta["history"][-1]["epochs"] == 0
     assert main(["quantize", "--bits", "2", "--epochs", "1", str(src_dir), str(tmp_path / "x")]) == 2  # no data dirs
     root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PATH=f"{root / '.venv' / 'bin'}:{os.environ['PATH']}")  # as path.sh sets it
     r = subprocess.run([str(root / "steps/quantize.sh"), "--bits", "1", "--keep", "none", str(src_dir),
-                        str(tmp_path / "sh1")], capture_output=True, text=True)
+                        str(tmp_path / "sh1")], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     _, meta = load_model_dir(tmp_path / "sh1")
     assert set(meta["history"][-1]["bits_per_tensor"].values()) == {1}
