@@ -139,7 +139,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
 fi
 
 if [ $stop_stage -ge 8 ]; then
-  decode_sets=""; for s in $test_sets $dev_set; do decode_sets="$decode_sets $data/$s"; done
+  decode_sets=""; for s in $test_sets $dev_set; do decode_sets="$decode_sets${decode_sets:+ }$data/$s"; done
   $steps/compress_chain.sh --conf $conf --stage $stage --stop-stage $stop_stage --first-stage 8 \
     --graph-dir $first_graph --decode-sets "$decode_sets" --nj $nj --cmd "$cmd" --device $device \
     --decode-opts "$decode_opts" --baselines "$baselines" $exp $data/$train_set $data/$dev_set $lang

@@ -132,7 +132,7 @@ def test_bf16_mixed_precision_trains_like_float32_and_is_deterministic(trained, 
     assert "mixed precision torch.bfloat16" in caplog.text
     h, h32 = _history(runs[0]), _history(trained)  # trained: the same run in float32
     assert h[-1]["train_loss"] < 0.6 * h[0]["train_loss"]
-    assert h[-1]["valid_loss"] == pytest.approx(h32[-1]["valid_loss"], rel=0.1)
+    assert h[-1]["valid_loss"] < 1.1 * h32[-1]["valid_loss"]  # bf16 costs at most 10 % of the loss
     assert h[-1]["valid_loss"] != h32[-1]["valid_loss"]  # it did run in bfloat16
     sums = [param_checksum(load_model_dir(exp)[0]) for exp in runs]
     assert sums[0] == sums[1]
