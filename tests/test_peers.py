@@ -5,27 +5,14 @@ import pytest
 import torch
 
 from asrcomp.compress.peers import load_peer, make_peer
-from asrcomp.modeldir import load_model_dir, read_model_yaml, save_model_dir
-from asrcomp.nnet import build_model
+from asrcomp.modeldir import load_model_dir, read_model_yaml
 from asrcomp.utils import InputError
-
-ARCH = {"type": "tdnn", "hidden_dim": 64, "contexts": [[-2, -1, 0, 1, 2], [-1, 0, 1], [-3, 0, 3]],
-        "subsample_at": 1, "subsampling_factor": 3, "feat_dim": 20, "num_tokens": 11}
+from tests.tiny_corpus import make_random_model_dir
 
 
 @pytest.fixture
 def src_dir(tmp_path):
-    torch.manual_seed(0)
-    model = build_model(ARCH)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm1d):
-                m.running_mean.normal_()
-                m.running_var.uniform_(0.5, 2.0)
-    (tmp_path / "lang").mkdir()
-    (tmp_path / "lang/tokens.txt").write_text("".join(f"t{i} {i}\n" for i in range(11)))
-    return save_model_dir(tmp_path / "src", model, tmp_path / "lang/tokens.txt",
-                          features={"num_mel_bins": 20}, history=[{"stage": "train"}])
+    return make_random_model_dir(tmp_path)
 
 
 def test_fp16_and_int8_peers(src_dir, tmp_path):

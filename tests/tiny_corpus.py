@@ -65,3 +65,25 @@ def make_tiny_corpus(root: Path) -> dict:
 def tiny_cfg(epochs: int = 1, **kw) -> TrainConfig:
     return TrainConfig(**{"epochs": epochs, "max_frames": 400, "lr": 1e-3, "warmup_steps": 2, "avg": 1,
                           "num_threads": 1, "device": "cpu", "spec_augment": False, **kw})
+
+
+TINY_ARCH = {"type": "tdnn", "hidden_dim": 64, "contexts": [[-2, -1, 0, 1, 2], [-1, 0, 1], [-3, 0, 3]],
+             "subsample_at": 1, "subsampling_factor": 3, "feat_dim": 20, "num_tokens": 11}
+
+
+def make_random_model_dir(root: Path, loud_channel: bool = False) -> Path:
+    """``root/src``: an untrained TDNN of :data:`TINY_ARCH` (seeded) with non-trivial batch-norm
+    statistics; with ``loud_channel`` one output channel of layer 1 is 20x the others."""
+    torch.manual_seed(0)
+    model = build_model(TINY_ARCH)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+        if loud_channel:
+            model.layers[1].conv.weight[7] *= 20
+    (root / "lang").mkdir(parents=True)
+    (root / "lang/tokens.txt").write_text("".join(f"t{i} {i}\n" for i in range(11)))
+    return save_model_dir(root / "src", model, root / "lang/tokens.txt", features={"num_mel_bins": 20},
+                          history=[{"stage": "train"}])
