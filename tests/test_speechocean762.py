@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -104,8 +103,6 @@ def test_run_sh_stages_0_to_7_quick(tmp_path):
     """The recipe through its baseline table on the miniature: a dev word outside the training
     vocabulary and a test word outside every lexicon stop nothing; the test set is scored against
     its original transcripts, so the OOV word counts as an error."""
-    if not shutil.which("sox"):
-        pytest.skip("needs sox (make setup installs it)")
     corpus = make_speechocean762(tmp_path / "so762")
     lex = corpus / "resource" / "lexicon.txt"  # FLOOBLE is in no lexicon; SHIZI is in no CMUdict
     data, exp = tmp_path / "data", tmp_path / "exp"
