@@ -43,13 +43,20 @@ def model_row(model_dir: Path, sets: list[str]) -> dict:
            "dirs": {}}
     for s in sets:
         for d in sorted(model_dir.glob(f"decode_{s}_*")):
-            kind = "greedy" if d.name.endswith("_greedy") else "tlg"
+            # decode_<set>_greedy, or decode_<set>_<graph> (a recipe may decode with several graphs,
+            # e.g. WSJ's tgpr and bd_tgpr: each is its own column; (set, "tlg") is the first)
+            graph = d.name[len(f"decode_{s}_"):]
+            if graph == "greedy":
+                kinds = [(s, "greedy")]
+            else:
+                kinds = [(s, "tlg", graph)] + ([] if (s, "tlg") in row else [(s, "tlg")])
             # a phone model's greedy output is phones: its decode dir has a token error rate (ter)
             for f in ("wer", "ter"):
                 if (d / f).is_file():
-                    row[(s, kind)] = (f, parse_wer_line((d / f).read_text().splitlines()[0]))
-                    row["dirs"][(s, kind)] = d
-            if kind == "tlg" and (d / "rtf").is_file() and row["rtf"] is None:
+                    for key in kinds:
+                        row[key] = (f, parse_wer_line((d / f).read_text().splitlines()[0]))
+                        row["dirs"][key] = d
+            if graph != "greedy" and (d / "rtf").is_file() and row["rtf"] is None:
                 row["rtf"] = float(re.match(r"RTF\s+([\d.]+)", (d / "rtf").read_text()).group(1))
     from asrcomp.onnx_export import ort_rtf  # an ONNX dir (export-onnx): model.onnx bytes, onnxruntime RTF
 
@@ -140,13 +147,20 @@ def compare_table(model_dirs: list[str | os.PathLike], sets: list[str], baseline
         if not (m / "model.yaml").is_file():
             raise InputError(m, "not a model dir (model.yaml missing)", fix="train or compress a model into it")
         rows.append(model_row(m, sets))
+    # per set, its columns: ("TLG", key) for each graph it was decoded with, then ("greedy", key)
+    cols = {}
+    for s in sets:
+        graphs = sorted({k[2] for r in rows for k in r if isinstance(k, tuple) and len(k) == 3 and k[0] == s})
+        cols[s] = [("TLG" if len(graphs) <= 1 else f"TLG {g}", (s, "tlg", g)) for g in graphs] or [("TLG", (s, "tlg"))]
+        cols[s].append(("greedy", (s, "greedy")))
     head = ["model", "params", "bytes", "MFLOPs/s audio", "RTF (TLG)"]
     for s in sets:
-        head += [f"%WER {s} TLG", f"%WER {s} greedy"]
+        head += [f"%WER {s} {name}" for name, _ in cols[s]]
     head += ["RTF (ORT)", "parent"]
     for s in sets:
-        head += [f"95% CI {s} TLG", f"95% CI {s} greedy", f"P(worse than parent) {s} TLG",
-                 f"P(worse than baseline) {s} TLG"]
+        head += [f"95% CI {s} {name}" for name, _ in cols[s]]
+        for name, _ in cols[s][:-1]:
+            head += [f"P(worse than parent) {s} {name}", f"P(worse than baseline) {s} {name}"]
     rel = relations(rows, baseline)
     cache: dict = {}
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |"]
@@ -154,23 +168,23 @@ def compare_table(model_dirs: list[str | os.PathLike], sets: list[str], baseline
         cells = [r["model"], f"{r['params']:,}" if r["params"] else "–", f"{r['bytes']:,}" if r["bytes"] else "–",
                  f"{r['mflops']:.1f}", f"{r['rtf']:.4f}" if r["rtf"] is not None else "–"]
         for s in sets:
-            for kind in ("tlg", "greedy"):
-                w = r.get((s, kind))
+            for _, key in cols[s]:
+                w = r.get(key)
                 cells.append("–" if w is None else f"{w[1].wer:.2f}" + (" (PER)" if w[0] == "ter" else ""))
         cells.append(f"{r['rtf_ort']:.4f}" if r.get("rtf_ort") is not None else "–")
         parent, base = rel[i]
         cells.append(rows[parent]["model"] if parent is not None else "–")
         for s in sets:
-            for kind in ("tlg", "greedy"):
-                d = r["dirs"].get((s, kind))
+            for _, key in cols[s]:
+                d = r["dirs"].get(key)
                 if d is None:
                     cells.append("–")
                     continue
                 u = _utt_stats(d, cache)
                 ci = bootstrap_interval(u.errors, u.words)
                 cells.append(f"[{ci.lo:.2f}, {ci.hi:.2f}]")
-            for j in (parent, base):
-                cells.append(_p_cell(_paired(rows, i, j, (s, "tlg"), cache)))
+            for _, key in cols[s][:-1]:
+                cells += [_p_cell(_paired(rows, i, j, key, cache)) for j in (parent, base)]
         lines.append("| " + " | ".join(cells) + " |")
     if legend:
         lines += ["", LEGEND]

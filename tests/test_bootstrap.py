@@ -176,3 +176,21 @@ def test_cli_bootci_and_compare(tmp_path, capsys):
     assert main(["compare", "--baseline", "nope", str(m)]) == 2
     assert main(["compare", "--out", str(tmp_path / "t.md"), str(m)]) == 0
     assert "95% CI test TLG" in (tmp_path / "t.md").read_text()
+
+
+def test_compare_table_has_a_column_per_graph(tmp_path):
+    """WSJ decodes each test set with two graphs (tgpr, bd_tgpr): both WERs are columns, not one of them."""
+    from asrcomp.compare import compare_table
+
+    refs = {f"u{i}": "a b c d" for i in range(10)}
+    base = _model_dir(tmp_path, "tdnn", [{"stage": "train"}], refs, refs)
+    svd = _model_dir(tmp_path, "tdnn_svd", [{"stage": "train"}, {"stage": "svd"}], refs, refs)
+    for d in (base, svd):  # the second graph: every utterance loses a word
+        _score(d / "decode_test_lang_bd", refs, {u: "a b c" for u in refs})
+    table = compare_table([base, svd], ["test"])
+    head, _, *rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.strip().splitlines()]
+    cells = {r[0]: dict(zip(head, r)) for r in rows}
+    assert [h for h in head if h.startswith("%WER")] == \
+        ["%WER test TLG lang_3gram", "%WER test TLG lang_bd", "%WER test greedy"]
+    assert cells["tdnn"]["%WER test TLG lang_3gram"] == "0.00" and cells["tdnn"]["%WER test TLG lang_bd"] == "25.00"
+    assert cells["tdnn_svd"]["P(worse than parent) test TLG lang_bd"] == "0.50"
