@@ -106,11 +106,16 @@ class TdnnLayer(nn.Module):
 
 
 class Tdnn(nn.Module):
-    """TDNN: ``layers`` (a ModuleList of :class:`TdnnLayer`) then a Linear ``output`` and log-softmax."""
+    """TDNN: ``layers`` (a ModuleList of :class:`TdnnLayer`) then a Linear ``output`` and log-softmax.
+
+    ``layer_dims``: per-layer output widths (default ``hidden_dim`` for every layer), e.g. after
+    channel pruning (``asrcomp prune-channels``); ``arch()`` writes it only when a width differs.
+    """
 
     def __init__(self, feat_dim: int, num_tokens: int, hidden_dim: int = 384,
                  contexts: Sequence[Sequence[int]] = tuple(DEFAULT_TDNN["contexts"]),
-                 subsample_at: int = 1, subsampling_factor: int = 3, dropout: float = 0.0):
+                 subsample_at: int = 1, subsampling_factor: int = 3, dropout: float = 0.0,
+                 layer_dims: Sequence[int] | None = None):
         super().__init__()
         contexts = [list(c) for c in contexts]
         if not contexts:
@@ -126,17 +131,22 @@ class Tdnn(nn.Module):
         self.feat_dim, self.num_tokens, self.hidden_dim = int(feat_dim), int(num_tokens), int(hidden_dim)
         self.contexts, self.subsample_at = contexts, int(subsample_at)
         self.subsampling_factor, self.dropout = subsampling_factor, float(dropout)
+        dims = [self.hidden_dim] * len(contexts) if layer_dims is None else [int(d) for d in layer_dims]
+        if len(dims) != len(contexts) or min(dims) < 1:
+            raise ValueError(f"layer_dims {layer_dims!r}: need one width >= 1 per layer ({len(contexts)})")
+        self.layer_dims = dims
         self.layers = nn.ModuleList(
-            TdnnLayer(feat_dim if i == 0 else hidden_dim, hidden_dim, c,
+            TdnnLayer(feat_dim if i == 0 else dims[i - 1], dims[i], c,
                       stride=subsampling_factor if i == subsample_at else 1, dropout=dropout)
             for i, c in enumerate(contexts))
-        self.output = nn.Linear(hidden_dim, num_tokens)
+        self.output = nn.Linear(dims[-1], num_tokens)
 
     def arch(self) -> dict:
         """The config ``build_model`` rebuilds this model from (plain lists and numbers)."""
         return dict(type="tdnn", feat_dim=self.feat_dim, num_tokens=self.num_tokens, hidden_dim=self.hidden_dim,
                     contexts=[list(c) for c in self.contexts], subsample_at=self.subsample_at,
-                    subsampling_factor=self.subsampling_factor, dropout=self.dropout)
+                    subsampling_factor=self.subsampling_factor, dropout=self.dropout,
+                    **({"layer_dims": list(self.layer_dims)} if set(self.layer_dims) != {self.hidden_dim} else {}))
 
     def out_lens(self, x_lens: torch.Tensor) -> torch.Tensor:
         """``(N,)`` output frame counts for ``(N,)`` input frame counts."""
