@@ -49,7 +49,7 @@ import torch
 import yaml
 from torch import nn
 
-from asrcomp.compress.dense import FactorizedDense
+from asrcomp.nnet.factorized import FactorizedDense, TtDense, TuckerDense, set_module
 from asrcomp.utils import InputError, atomic_open, atomic_path
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ SHERPA_MODEL_TYPE = "zipformer2_ctc"
 # ----------------------------------------------------------------------------- export-friendly modules
 
 class TtDenseOnnx(FactorizedDense):
-    """The contraction of a :class:`~asrcomp.compress.tt.TtDense`, one MatMul per core.
+    """The contraction of a :class:`~asrcomp.nnet.factorized.TtDense`, one MatMul per core.
 
     Step k turns ``t: (M, c_k, C_rest, O_done, r_{k-1})`` into ``(M, C_rest, O_done, o_k, r_k)``
     by ``(M C_rest O_done, c_k r_{k-1}) @ (c_k r_{k-1}, o_k r_k)``; the right factor is the core
@@ -163,7 +163,7 @@ def patches(x: torch.Tensor, conv: dict, in_features: int) -> torch.Tensor:
 
 
 def _mode_product(t: torch.Tensor, m: torch.Tensor, axis: int) -> torch.Tensor:
-    """``tucker._mode_product`` with explicit permutations (``movedim(axis, -1)`` exports a negative perm)."""
+    """The Tucker ``_mode_product`` with explicit permutations (``movedim(axis, -1)`` exports a negative perm)."""
     nd = t.dim()
     moved = t.permute([i for i in range(nd) if i != axis] + [axis]) @ m
     return moved.permute(list(range(axis)) + [nd - 1] + list(range(axis, nd - 1)))
@@ -187,10 +187,6 @@ def export_friendly(model: nn.Module) -> nn.Module:
     chain of MatMuls, the im2col of tensorised conv layers from slices."""
     import copy
     import types
-
-    from asrcomp.compress.layers import set_module
-    from asrcomp.compress.tt import TtDense
-    from asrcomp.compress.tucker import TuckerDense
 
     model = copy.deepcopy(model).eval()
     for name, m in list(model.named_modules()):

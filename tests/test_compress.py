@@ -16,6 +16,7 @@ from asrcomp.compress.dense import factor_dims, parse_shapes
 from asrcomp.compress.stage import apply_svd, apply_tensorization, compress_model_dir
 from asrcomp.modeldir import load_model_dir
 from asrcomp.nnet import build_model, flops_per_second
+from asrcomp.nnet.factorized import CpDense, LowRankLinear, TtDense, TuckerDense, tt_full_ranks
 from asrcomp.train import TrainConfig
 from asrcomp.utils import InputError
 
@@ -65,7 +66,7 @@ def test_shrinkage_threshold_leaves_a_layer_alone():
     reports = apply_svd(model, "output", rank=6, shrinkage_threshold=1.0)  # 6 * 20 = 120 > 100 weights
     assert "skipped" in reports[0] and type(model.output) is nn.Linear
     reports = apply_svd(model, "output", rank=2, shrinkage_threshold=0.5)  # 40 <= 50
-    assert "skipped" not in reports[0] and isinstance(model.output, svd.LowRankLinear)
+    assert "skipped" not in reports[0] and isinstance(model.output, LowRankLinear)
 
 
 def test_factor_dims_and_shapes():
@@ -79,7 +80,7 @@ def test_factor_dims_and_shapes():
 def test_tt_svd_at_full_ranks_reproduces_the_weight():
     w = torch.randn(24, 30)
     rs, cs = [4, 6], [5, 6]
-    cores = tt.tt_svd(w, rs, cs, tt.full_ranks(rs, cs))
+    cores = tt.tt_svd(w, rs, cs, tt_full_ranks(rs, cs))
     np.testing.assert_allclose(tt.cores_to_matrix(cores), w.double().numpy(), atol=1e-10)
     low = tt.tt_svd(w, rs, cs, [1, 3, 1])
     assert np.linalg.norm(tt.cores_to_matrix(low) - w.double().numpy()) > 0.1 * float(w.norm())
@@ -88,7 +89,7 @@ def test_tt_svd_at_full_ranks_reproduces_the_weight():
 @pytest.mark.parametrize("base", [nn.Linear(30, 24), nn.Conv1d(10, 24, 3, stride=3, dilation=1, padding=1)])
 def test_tt_layer_forward_equals_the_dense_layer_built_from_its_cores(base):
     rs, cs = [4, 3, 2], [5, 3, 2]
-    m = tt.TtDense.from_spec(base, {"row_shape": rs, "col_shape": cs, "ranks": [1, 3, 2, 1]})
+    m = TtDense.from_spec(base, {"row_shape": rs, "col_shape": cs, "ranks": [1, 3, 2, 1]})
     with torch.no_grad():
         for p in m.cores:
             p.normal_()
@@ -115,11 +116,11 @@ def test_tucker_and_cp_layers_equal_tensorly_reconstructions():
     w = torch.randn(24, 30)
     rs, cs = [4, 6], [5, 6]
     core, factors = tucker.tucker_factors(w, rs, cs, [4, 6, 5, 6])  # full ranks: exact
-    m = tucker.TuckerDense(30, 24, False, None, rs, cs, [4, 6, 5, 6])
+    m = TuckerDense(30, 24, False, None, rs, cs, [4, 6, 5, 6])
     m.set_factors(core, factors)
     torch.testing.assert_close(m.weight(), w, atol=1e-4, rtol=1e-4)
     weights, factors = cp.cp_factors(w, rs, cs, 5, n_iter_max=20)
-    c = cp.CpDense(30, 24, False, None, rs, cs, 5)
+    c = CpDense(30, 24, False, None, rs, cs, 5)
     c.set_factors(weights, factors)
     ref = tl.cp_to_tensor((weights, factors)).reshape(24, 30)
     np.testing.assert_allclose(c.weight().detach().double().numpy(), ref, atol=1e-4)

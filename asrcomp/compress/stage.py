@@ -16,8 +16,14 @@ import torch
 from torch import nn
 
 from asrcomp.compress import cp, svd, tt, tucker
-from asrcomp.compress.dense import check_shapes, factor_dims, geometry, parse_shapes, uniform_ranks_search
-from asrcomp.compress.layers import get_module, match_layers, replace_layer
+from asrcomp.compress.dense import factor_dims, parse_shapes, uniform_ranks_search
+from asrcomp.compress.layers import match_layers
+from asrcomp.modeldir import check_token_set, load_model_dir, save_model_dir
+from asrcomp.nnet import count_params
+from asrcomp.nnet.factorized import (CpDense, TtDense, TuckerDense, check_shapes, geometry, get_module,
+                                     replace_layer, tt_full_ranks, tt_ranks, tucker_ranks)
+from asrcomp.train import fit, load_ctc_data, validation_loss
+from asrcomp.utils import InputError
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +78,17 @@ def _factorize(method: str, w: torch.Tensor, base: nn.Module, row_shape, col_sha
     g = geometry(base)
     bias = base.bias is not None
     if method == "tt":
-        ranks = tt.normalize_ranks(ranks, row_shape, col_shape)
-        m = tt.TtDense(g["in_features"], g["out_features"], bias, g["conv"], row_shape, col_shape, ranks)
+        ranks = tt_ranks(ranks, row_shape, col_shape)
+        m = TtDense(g["in_features"], g["out_features"], bias, g["conv"], row_shape, col_shape, ranks)
         m.set_cores(tt.tt_svd(w, row_shape, col_shape, ranks))
     elif method == "tucker":
-        ranks = tucker.normalize_ranks(ranks, row_shape, col_shape)
-        m = tucker.TuckerDense(g["in_features"], g["out_features"], bias, g["conv"], row_shape, col_shape, ranks)
+        ranks = tucker_ranks(ranks, row_shape, col_shape)
+        m = TuckerDense(g["in_features"], g["out_features"], bias, g["conv"], row_shape, col_shape, ranks)
         m.set_factors(*tucker.tucker_factors(w, row_shape, col_shape, ranks, seed))
     elif method == "cp":
         if not isinstance(ranks, int):
             raise ValueError("CP takes one rank (--ranks R)")
-        m = cp.CpDense(g["in_features"], g["out_features"], bias, g["conv"], row_shape, col_shape, ranks)
+        m = CpDense(g["in_features"], g["out_features"], bias, g["conv"], row_shape, col_shape, ranks)
         m.set_factors(*cp.cp_factors(w, row_shape, col_shape, ranks, seed))
     else:
         raise ValueError(f"unknown method {method!r}: tt, tucker or cp")
@@ -94,9 +100,9 @@ def _factorize(method: str, w: torch.Tensor, base: nn.Module, row_shape, col_sha
 def _norm_ranks(method: str, ranks, row_shape, col_shape):
     """ValueError for malformed ranks (wrong count, < 1) before anything is decomposed."""
     if method == "tt":
-        return tt.normalize_ranks(ranks, row_shape, col_shape)
+        return tt_ranks(ranks, row_shape, col_shape)
     if method == "tucker":
-        return tucker.normalize_ranks(ranks, row_shape, col_shape)
+        return tucker_ranks(ranks, row_shape, col_shape)
     if int(ranks) < 1:
         raise ValueError(f"CP rank must be >= 1, not {ranks}")
     return ranks
@@ -110,9 +116,9 @@ def _rel_error(m, w: torch.Tensor) -> float:
 def factor_params(method: str, row_shape, col_shape, ranks) -> int:
     """Weights of the ``method`` factors (bias aside) at ``ranks`` after capping, as the layer would hold."""
     if method == "tt":
-        return tt.tt_params(row_shape, col_shape, tt.normalize_ranks(ranks, row_shape, col_shape))
+        return tt.tt_params(row_shape, col_shape, tt_ranks(ranks, row_shape, col_shape))
     if method == "tucker":
-        return tucker.tucker_params(row_shape, col_shape, tucker.normalize_ranks(ranks, row_shape, col_shape))
+        return tucker.tucker_params(row_shape, col_shape, tucker_ranks(ranks, row_shape, col_shape))
     return cp.cp_params(row_shape, col_shape, ranks)
 
 
@@ -120,7 +126,7 @@ def largest_shrinking_rank(method: str, row_shape, col_shape, limit: float) -> i
     """The largest uniform rank whose factors hold at most ``limit`` weights; 0 if even rank 1 does not."""
     if method == "cp":
         return int(limit // (sum(row_shape) + sum(col_shape) + 1))
-    top = max(tt.full_ranks(row_shape, col_shape)) if method == "tt" else max(list(row_shape) + list(col_shape))
+    top = max(tt_full_ranks(row_shape, col_shape)) if method == "tt" else max(list(row_shape) + list(col_shape))
     if factor_params(method, row_shape, col_shape, 1) > limit:
         return 0
     return uniform_ranks_search(1, top + 1, lambda r: -1 if factor_params(method, row_shape, col_shape, r) > limit
@@ -155,8 +161,8 @@ def _capped(method: str, row_shape, col_shape, ranks) -> list[int] | None:
     """The TT / Tucker ranks actually used when ``ranks`` exceed what the modes allow, else None."""
     if method not in ("tt", "tucker"):
         return None
-    mod = tt if method == "tt" else tucker
-    asked, got = (mod.normalize_ranks(ranks, row_shape, col_shape, cap=c) for c in (False, True))
+    norm = tt_ranks if method == "tt" else tucker_ranks
+    asked, got = (norm(ranks, row_shape, col_shape, cap=c) for c in (False, True))
     return None if asked == got else got
 
 
@@ -165,7 +171,7 @@ def log_rank_cap(name: str, method: str, row_shape, col_shape, ranks) -> list[in
     got = _capped(method, row_shape, col_shape, ranks)
     if got is None:
         return None
-    asked = (tt if method == "tt" else tucker).normalize_ranks(ranks, row_shape, col_shape, cap=False)
+    asked = (tt_ranks if method == "tt" else tucker_ranks)(ranks, row_shape, col_shape, cap=False)
     log.warning("layer %s: %s ranks %s capped to %s (the most modes %s,%s allow)", name, method,
                 _rank_text(asked), _rank_text(got), "x".join(map(str, row_shape)), "x".join(map(str, col_shape)))
     return got
@@ -211,7 +217,7 @@ def apply_tensorization(model: nn.Module, method: str = "tt", layers: str = r"la
     for name, layer, w, row_shape, col_shape in plans:
         r_use = ranks
         if r_use is None:
-            top = max(tt.full_ranks(row_shape, col_shape)) if method == "tt" else max(row_shape + col_shape)
+            top = max(tt_full_ranks(row_shape, col_shape)) if method == "tt" else max(row_shape + col_shape)
             r_use = uniform_ranks_search(1, top, lambda r: _rel_error(
                 _factorize(method, w, layer, row_shape, col_shape, r, seed), w) - rel_error)
             check_shrinks(name, method, row_shape, col_shape, r_use, w.numel(), shrinkage_threshold,
@@ -246,11 +252,6 @@ def compress_model_dir(src_dir: str | os.PathLike, out_dir: str | os.PathLike, t
     ``final.pt`` (restructuring part-way through training, then training on: the SVD
     paper's approach 2). ``transform`` raises ValueError for bad options; nothing is written then.
     """
-    from asrcomp.modeldir import check_token_set, load_model_dir, save_model_dir
-    from asrcomp.nnet import count_params
-    from asrcomp.train import fit, load_ctc_data, validation_loss
-    from asrcomp.utils import InputError
-
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if src_dir.resolve() == out_dir.resolve():
         raise InputError(out_dir, "output model dir is the input model dir", fix="write to a new dir")

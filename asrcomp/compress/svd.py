@@ -4,13 +4,16 @@
 (k x in). The layer becomes two: ``b`` (in -> k, no bias), then ``a`` (k -> out, the
 original bias). A Conv1d weight ``(out, in, K)`` is treated as ``out x (in K)``: ``b`` is a
 Conv1d with the original kernel, stride and dilation and k output channels, ``a`` a
-1x1 Conv1d.
+1x1 Conv1d. The layer types are :class:`~asrcomp.nnet.factorized.LowRankLinear` and
+:class:`~asrcomp.nnet.factorized.LowRankConv1d`; this module computes their factors.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from asrcomp.nnet.factorized import LowRankConv1d, LowRankLinear
 
 
 def weight_matrix(layer: nn.Module) -> torch.Tensor:
@@ -42,43 +45,6 @@ def svd_factors(w: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor,
 def svd_params(out_dim: int, in_dim: int, rank: int) -> int:
     """Weights of the factorised form (biases aside)."""
     return rank * (out_dim + in_dim)
-
-
-class LowRankLinear(nn.Module):
-    """``a(b(x))``: Linear ``in -> rank`` (no bias) then Linear ``rank -> out``."""
-
-    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True):
-        super().__init__()
-        self.in_features, self.out_features, self.rank = in_features, out_features, rank
-        self.b = nn.Linear(in_features, rank, bias=False)
-        self.a = nn.Linear(rank, out_features, bias=bias)
-
-    @classmethod
-    def from_spec(cls, base: nn.Linear, spec: dict) -> "LowRankLinear":
-        return cls(base.in_features, base.out_features, int(spec["rank"]), base.bias is not None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.a(self.b(x))
-
-
-class LowRankConv1d(nn.Module):
-    """``a(b(x))``: Conv1d ``in -> rank`` with the original kernel, then a 1x1 Conv1d ``rank -> out``."""
-
-    def __init__(self, base: nn.Conv1d, rank: int):
-        super().__init__()
-        if base.groups != 1:
-            raise ValueError("SVD of a grouped Conv1d is not supported")
-        self.rank = rank
-        self.b = nn.Conv1d(base.in_channels, rank, base.kernel_size[0], stride=base.stride, padding=base.padding,
-                           dilation=base.dilation, bias=False)
-        self.a = nn.Conv1d(rank, base.out_channels, 1, bias=base.bias is not None)
-
-    @classmethod
-    def from_spec(cls, base: nn.Conv1d, spec: dict) -> "LowRankConv1d":
-        return cls(base, int(spec["rank"]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.a(self.b(x))
 
 
 def factorize_layer(layer: nn.Module, rank: int) -> tuple[nn.Module, float]:
@@ -128,5 +94,4 @@ def relative_error(w: torch.Tensor, approx: torch.Tensor) -> float:
     return float(torch.linalg.norm(w - approx) / max(float(torch.linalg.norm(w)), 1e-30))
 
 
-__all__ = ["weight_matrix", "rank_for_energy", "svd_factors", "svd_params", "LowRankLinear", "LowRankConv1d",
-           "factorize_layer", "choose_rank", "worth_factorizing", "spec", "relative_error"]
+__all__ = ["weight_matrix", "rank_for_energy", "svd_factors", "svd_params", "factorize_layer", "choose_rank", "worth_factorizing", "spec", "relative_error"]

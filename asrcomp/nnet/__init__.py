@@ -12,6 +12,7 @@ import inspect
 from torch import nn
 
 from asrcomp.nnet.dnn import DEFAULT_DNN, Dnn
+from asrcomp.nnet.factorized import restructure
 from asrcomp.nnet.flops import flops_per_second
 from asrcomp.nnet.tdnn import DEFAULT_TDNN, Tdnn
 
@@ -46,8 +47,6 @@ def build_model(arch: dict) -> nn.Module:
         raise ValueError(f"{kind}: missing option(s) {', '.join(missing)}")
     model = cls(**opts)
     if arch.get("factorized"):
-        from asrcomp.compress.layers import restructure
-
         restructure(model, arch["factorized"])
     return model
 
