@@ -179,7 +179,7 @@ def _cmd_compress(a):
 def _cmd_distill(a):
     import torch
 
-    from asrcomp.distill import distill
+    from asrcomp.compress.distill import distill
     from asrcomp.features import load_fbank_config
     from asrcomp.lang import load_lang
     from asrcomp.modeldir import load_model_dir
