@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from asrcomp.distill import DistillLoss, kd_loss_sum
+from asrcomp.compress.distill import DistillLoss, kd_loss_sum
 from asrcomp.modeldir import load_model_dir
 from asrcomp.nnet import build_model
 from asrcomp.train import ctc_loss_sum
@@ -56,7 +56,7 @@ def test_kd_term_is_the_softened_kl_over_valid_frames():
 
 
 def test_mismatched_teacher_and_student_are_clear_errors(quick_tdnn, quick_data, tmp_path):
-    from asrcomp.distill import distill
+    from asrcomp.compress.distill import distill
     from asrcomp.train import TrainConfig
 
     cfg = TrainConfig(epochs=1, max_frames=3000, num_threads=1, device="cpu")

@@ -189,14 +189,14 @@ def teacher(corpus, tmp_path_factory) -> Path:
 
 
 def _distill(corpus, teacher, out, cfg, **kw):
-    from asrcomp.distill import distill
+    from asrcomp.compress.distill import distill
 
     return distill(out, teacher, _model(corpus, seed=7), *_args(corpus), cfg, alpha=0.5, temperature=2.0,
                    hint_layer="layers.1", hint_weight=0.01, **kw)
 
 
 def test_distillation_with_a_hint_resumes_to_equal_weights(corpus, teacher, tmp_path, monkeypatch):
-    from asrcomp import distill as distill_mod
+    from asrcomp.compress import distill as distill_mod
 
     cfg = _cfg(epochs=2, avg=1)
     torch.manual_seed(123)  # whatever ran before: the hint projection starts from the training seed
@@ -226,7 +226,7 @@ def test_distillation_with_a_hint_resumes_to_equal_weights(corpus, teacher, tmp_
     _assert_equal_states(_ckpt(out, 2)["hooks"]["hint_regressor"], proj)
 
     # another alpha (a stage option) is another run
-    from asrcomp.distill import distill
+    from asrcomp.compress.distill import distill
 
     (out / "epoch-2.pt").unlink()
     with pytest.raises(InputError, match=r"stage\.alpha: 0\.5 -> 0\.3"):

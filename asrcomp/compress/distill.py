@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asrcomp.modeldir import check_token_set, load_model_dir
 from asrcomp.nnet.tdnn import lengths_to_mask
+from asrcomp.train import FitHooks, fit, state_digest
 from asrcomp.utils import InputError
 
 log = logging.getLogger(__name__)
@@ -106,8 +108,6 @@ def _channels(module: nn.Module) -> int:
 
 def check_compatible(teacher_dir: Path, teacher_meta: dict, student: nn.Module, lang_dir: Path) -> None:
     """InputError unless teacher and student share the token set (via the lang dir) and the frame rate."""
-    from asrcomp.modeldir import check_token_set
-
     check_token_set(teacher_dir, lang_dir / "tokens.txt")
     if teacher_meta["subsampling_factor"] != student.subsampling_factor:
         raise InputError(teacher_dir / "model.yaml",
@@ -124,9 +124,6 @@ def distill(out_dir, teacher_dir, student: nn.Module, train_dir, valid_dir, lang
             temperature: float = 2.0, hint_layer: str | None = None, teacher_hint_layer: str | None = None,
             hint_weight: float = 0.0, history: list[dict] | None = None) -> Path:
     """Train ``student`` from the teacher model dir into ``out_dir`` (a model dir)."""
-    from asrcomp.modeldir import load_model_dir
-    from asrcomp.train import FitHooks, fit, state_digest
-
     teacher_dir, lang_dir = Path(teacher_dir), Path(lang_dir)
     teacher, meta = load_model_dir(teacher_dir)
     check_compatible(teacher_dir, meta, student, lang_dir)
