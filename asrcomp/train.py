@@ -470,6 +470,7 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
         ddp_model = torch.nn.parallel.DistributedDataParallel(model)
     model.train()
     exp_dir.mkdir(parents=True, exist_ok=True)
+    constrain = getattr(model, "apply_constraints", None)  # e.g. TDNN-F's semi-orthogonal factors
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.time()
         train_batches.set_epoch(epoch)  # this rank's share; equal step counts keep DDP in lock-step
@@ -493,6 +494,8 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             sched.step()
+            if constrain is not None:  # before the hooks, whose masks and tied weights must win
+                constrain((epoch - 1) * steps_per_epoch + step)
             if hooks.after_step:
                 hooks.after_step(model)
             tot_loss += loss.item()

@@ -15,8 +15,9 @@ from asrcomp.nnet.dnn import DEFAULT_DNN, Dnn
 from asrcomp.nnet.factorized import restructure
 from asrcomp.nnet.flops import flops_per_second
 from asrcomp.nnet.tdnn import DEFAULT_TDNN, Tdnn
+from asrcomp.nnet.tdnnf import Tdnnf
 
-MODELS: dict[str, type[nn.Module]] = {"tdnn": Tdnn, "dnn": Dnn}
+MODELS: dict[str, type[nn.Module]] = {"tdnn": Tdnn, "dnn": Dnn, "tdnnf": Tdnnf}
 
 __all__ = ["MODELS", "DEFAULT_TDNN", "DEFAULT_DNN", "Tdnn", "Dnn", "build_model", "arch_of", "count_params",
            "flops_per_second"]
