@@ -249,6 +249,18 @@ def _cmd_quantize(a):
                        train_dir=a.train_dir, valid_dir=a.valid_dir, lang_dir=a.lang_dir, level=a.zstd_level)
 
 
+def _cmd_prune_channels(a):
+    from asrcomp.compress.channels import prune_channels_model_dir
+
+    cfg = None
+    if a.sparsity_epochs or a.epochs:  # as quantize and pack: a tenth of the training learning rate unless --lr
+        cfg = _finetune_config(a)
+        cfg.lr = a.lr if a.lr is not None else cfg.lr / 10
+    prune_channels_model_dir(a.src_dir, a.out_dir, a.keep, l1=a.l1, sparsity_epochs=a.sparsity_epochs,
+                             epochs=a.epochs or 0, min_layer_keep=a.min_layer_keep, tcfg=cfg, train_dir=a.train_dir,
+                             valid_dir=a.valid_dir, lang_dir=a.lang_dir)
+
+
 def _decode_opts(a):
     from asrcomp.decode import DecodeOptions
 
@@ -511,6 +523,21 @@ def build_parser() -> argparse.ArgumentParser:
     for arg in ("train_dir", "valid_dir", "lang_dir"):
         s.add_argument(arg, nargs="?", help="needed when fine-tuning")
     s.set_defaults(func=_cmd_quantize)
+
+    s = add("prune-channels", help="structured channel pruning of a TDNN (network slimming): L1 on the batch-norm "
+            "scales, remove the weakest channels, rebuild the layers smaller, fine-tune -> model dir")
+    s.add_argument("--keep", type=float, required=True, help="fraction of the hidden channels kept in all (e.g. 0.6)")
+    s.add_argument("--l1", type=float, default=1e-4, help="weight of the L1 penalty on the batch-norm scales")
+    s.add_argument("--sparsity-epochs", type=int, default=0, help="epochs of CTC + L1 training before the cut")
+    s.add_argument("--min-layer-keep", type=float, default=0.1,
+                   help="per-layer floor: every layer keeps at least this fraction (and one channel)")
+    s.add_argument("--warmup-steps", type=int, default=50)
+    add_finetune(s)  # --epochs: CTC fine-tuning after the cut; --start-epoch: of that fine-tuning
+    s.add_argument("src_dir")
+    s.add_argument("out_dir")
+    for arg in ("train_dir", "valid_dir", "lang_dir"):
+        s.add_argument(arg, nargs="?", help="needed when training")
+    s.set_defaults(func=_cmd_prune_channels)
 
     from asrcomp.onnx_cli import add_commands  # export-onnx, onnx-fp16, onnx-int8, decode-onnx, decode-sherpa
 

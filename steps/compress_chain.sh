@@ -15,6 +15,8 @@
 #   pack     steps/pack.sh           bits, bits_output, prune_sparsity, prune_epochs, finetune_epochs
 #   quant    steps/quantize.sh       bits (8|4|2|1: int8, int4, ternary, binary), keep, epochs (STE), lr;
 #            writes <prev>_q<bits>
+#   prune_channels  steps/prune_channels.sh  keep, l1, sparsity_epochs, epochs, lr, min_layer_keep: structured
+#            channel pruning of a plain TDNN (put it before svd / tt); writes <prev>_pc
 # Stage first-stage+len(chain): the peers of the base (compress.peers: fp16, int8, q4, q2, q1),
 # then <exp-dir>/results_all.{md,png}, every model (--baselines first).
 set -euo pipefail
@@ -50,6 +52,7 @@ for step in $(get_or chain "svd tt distill pack"); do
   case $step in
     tt) out=${prev}_$(get_or $c.method tt) ;;
     quant) out=${prev}_q$(get_or $c.bits 8) ;;
+    prune_channels) out=${prev}_pc ;;
     *) out=${prev}_$step ;;
   esac
   extra=""  # comparison model dirs a stage writes beside its output
@@ -94,7 +97,14 @@ for step in $(get_or chain "svd tt distill pack"); do
           $steps/quantize.sh --conf $conf --bits $(get_or $c.bits 8) --keep "$(get_or $c.keep '')" \
             --epochs $(get_or $c.epochs 0) --lr "$(get_or $c.lr '')" --device $device $prev $out "${train_args[@]}"
         fi ;;
-      *) echo "$0: unknown chain entry '$step' in $conf (svd, tt, distill, pack, quant)" >&2; exit 1 ;;
+      prune_channels)
+        if [ -f $out/model.yaml ]; then log "$out already pruned"; else
+          $steps/prune_channels.sh --conf $conf --keep $(get_or $c.keep 0.6) --l1 $(get_or $c.l1 1e-4) \
+            --sparsity-epochs $(get_or $c.sparsity_epochs 2) --epochs $(get_or $c.epochs 2) \
+            --lr "$(get_or $c.lr 0.0005)" --min-layer-keep $(get_or $c.min_layer_keep 0.1) --device $device \
+            $prev $out "${train_args[@]}"
+        fi ;;
+      *) echo "$0: unknown chain entry '$step' in $conf (svd, tt, distill, pack, quant, prune_channels)" >&2; exit 1 ;;
     esac
     for d in $out $extra; do decode_model $d; done
   fi
