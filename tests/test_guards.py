@@ -199,7 +199,7 @@ def test_kmeans_refuses_nan_weights_naming_the_tensor():
 
 
 def test_pack_weight_sharing_names_the_nan_tensor():
-    from asrcomp.compress.pack import share_weights
+    from asrcomp.compress.share import share_weights
 
     model = _model()
     with torch.no_grad():

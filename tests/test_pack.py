@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asrcomp.compress.kmeans import kmeans_1d, linear_init, quantize
-from asrcomp.compress.pack import PackConfig, ShareHooks, pack, quantised_names, share_weights, unpack
+from asrcomp.compress.pack import PackConfig, pack, unpack
 from asrcomp.compress.prune import MaskHooks, magnitude_mask, prune_model, sparsity_of
+from asrcomp.compress.share import ShareHooks, quantised_names, share_weights
 from asrcomp.modeldir import load_model_dir, save_model_dir
 from asrcomp.nnet import build_model
 from asrcomp.utils import InputError

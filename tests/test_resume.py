@@ -253,8 +253,8 @@ def _pack(src, out, corpus, **kw):
 
 @pytest.mark.parametrize("where", ["prune", "quant"])
 def test_pack_retraining_resumes_to_equal_weights(corpus, src_model, tmp_path, monkeypatch, where):
-    from asrcomp.compress import pack as pack_mod
     from asrcomp.compress import prune as prune_mod
+    from asrcomp.compress import share as share_mod
 
     ref = _pack(src_model, tmp_path / "ref", corpus)
     masks = _ckpt(ref / "prune", 2)["hooks"]["masks"]
@@ -263,7 +263,7 @@ def test_pack_retraining_resumes_to_equal_weights(corpus, src_model, tmp_path, m
     assert set(share["assign"]) and all(a.dtype == torch.int64 for a in share["assign"].values())
 
     steps = _ckpt(ref / where, 1)["scheduler"]["last_epoch"]
-    cls = prune_mod.MaskHooks if where == "prune" else pack_mod.ShareHooks
+    cls = prune_mod.MaskHooks if where == "prune" else share_mod.ShareHooks
     real, n = cls.after_step, [0]
 
     def dying(self, model):
@@ -281,7 +281,7 @@ def test_pack_retraining_resumes_to_equal_weights(corpus, src_model, tmp_path, m
     assert not (out / "model.acz").exists()
     _pack(src_model, out, corpus)
     _assert_equal_states(_final(out), _final(ref))
-    from asrcomp.compress.pack import read_packed
+    from asrcomp.compress.pack_format import read_packed
 
     _assert_equal_states(read_packed(out / "model.acz")[1], read_packed(ref / "model.acz")[1])
     got = _ckpt(out / "quant", 2)["hooks"]["share"]
@@ -290,11 +290,11 @@ def test_pack_retraining_resumes_to_equal_weights(corpus, src_model, tmp_path, m
 
 
 def test_pack_refuses_a_stale_retraining(corpus, src_model, tmp_path, monkeypatch):
-    from asrcomp.compress import pack as pack_mod
+    from asrcomp.compress import share as share_mod
 
     out = tmp_path / "p"
     with monkeypatch.context() as m:
-        m.setattr(pack_mod.ShareHooks, "after_step", lambda self, model: (_ for _ in ()).throw(Killed()))
+        m.setattr(share_mod.ShareHooks, "after_step", lambda self, model: (_ for _ in ()).throw(Killed()))
         with pytest.raises(Killed):
             _pack(src_model, out, corpus, prune_epochs=1, finetune_epochs=1)
     # another sparsity: the prune retraining's checkpoint is not resumed

@@ -1,0 +1,112 @@
+"""Deep Compression's weight sharing (Han, Mao, Dally 2016): per-tensor k-means, kept tied while fine-tuning.
+
+Which tensors are shared (:func:`quantised_names`: floating parameters with >= 2 dims or
+more than ``MAX_SMALL`` elements), the k-means itself (:func:`share_weights`, pruned zeros
+kept), the :class:`ShareHooks` that keep each weight equal to its cluster's mean through
+fine-tuning, and :func:`round_small_to_half` for the tensors stored as float16.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from asrcomp.compress.kmeans import quantize
+
+MAX_SMALL = 1024  # floating tensors with < 2 dims and at most this many elements are stored as float16
+SPARSE_MIN_ZEROS = 0.1  # a quantised tensor with at least this fraction of exact zeros keeps them (pruned)
+
+
+def quantised_names(model: nn.Module) -> list[str]:
+    """Parameters that get k-means weight sharing: floating, >= 2 dims or > MAX_SMALL elements."""
+    return [n for n, p in model.named_parameters()
+            if p.is_floating_point() and (p.dim() >= 2 or p.numel() > MAX_SMALL)]
+
+
+class ShareHooks:
+    """FitHooks callbacks keeping each quantised parameter tied to its clusters.
+
+    ``assign[name]``: flat int64 cluster index per weight, ``k`` (one past the clusters)
+    for pruned weights, which stay exactly 0.
+    """
+
+    def __init__(self, assign: dict[str, torch.Tensor], k: dict[str, int]):
+        self.assign, self.k = assign, k
+        self._dev: dict = {}
+
+    def state_dict(self) -> dict:
+        """Assignments and cluster counts, checkpointed with the fine-tuning (``FitHooks.state``);
+        the codebooks are the tied weights themselves, in the model's state."""
+        return {"assign": {n: a.cpu() for n, a in self.assign.items()}, "k": dict(self.k)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state["assign"]) != set(self.assign):
+            raise ValueError(f"assignments for {sorted(state['assign'])}, this run shares {sorted(self.assign)}")
+        self.assign = {n: a.long() for n, a in state["assign"].items()}
+        self.k = {n: int(k) for n, k in state["k"].items()}
+        self._dev = {}
+
+    def _items(self, model):
+        params = dict(model.named_parameters())
+        for name, a in self.assign.items():
+            p = params[name]
+            key = (name, p.device)
+            if key not in self._dev:
+                a = a.to(p.device)
+                cnt = torch.bincount(a, minlength=self.k[name] + 1).to(p.dtype)
+                self._dev[key] = (a, cnt)
+            yield name, p, *self._dev[key]
+
+    def after_backward(self, model: nn.Module) -> None:
+        for name, p, a, _ in self._items(model):
+            if p.grad is None:
+                continue
+            g = torch.zeros(self.k[name] + 1, dtype=p.grad.dtype, device=p.device)
+            g.scatter_add_(0, a, p.grad.flatten())
+            g[-1] = 0  # pruned weights get no gradient
+            p.grad.copy_(g[a].view_as(p.grad))
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module) -> None:
+        for name, p, a, cnt in self._items(model):
+            s = torch.zeros(self.k[name] + 1, dtype=p.dtype, device=p.device)
+            s.scatter_add_(0, a, p.flatten())
+            mean = s / cnt.clamp(min=1)
+            mean[-1] = 0
+            p.copy_(mean[a].view_as(p))
+
+
+def share_weights(model: nn.Module, bits: dict[str, int]) -> ShareHooks:
+    """k-means each named parameter in place (pruned zeros stay 0); the hooks that keep it so."""
+    params = dict(model.named_parameters())
+    assign, ks = {}, {}
+    with torch.no_grad():
+        for name, b in bits.items():
+            p = params[name]
+            w = p.detach().cpu().flatten().numpy().astype(np.float64)
+            nz = w != 0
+            sparse = (1 - nz.mean()) >= SPARSE_MIN_ZEROS
+            vals = w[nz] if sparse else w
+            book, idx = quantize(vals, b, name=name) if vals.size else (np.zeros(0, np.float32), np.zeros(0, np.int64))
+            k = len(book)
+            a = np.full(w.size, k, dtype=np.int64)
+            if sparse:
+                a[nz] = idx
+            else:
+                a[:] = idx
+            new = np.append(book, np.float32(0))[a]
+            p.copy_(torch.from_numpy(new).view_as(p).to(p.device, p.dtype))
+            assign[name], ks[name] = torch.from_numpy(a), k
+    return ShareHooks(assign, ks)
+
+
+def round_small_to_half(model: nn.Module, quantised: set[str]) -> None:
+    """Round every non-quantised floating tensor (params and buffers) to float16 values in place."""
+    with torch.no_grad():
+        for name, t in model.state_dict(keep_vars=True).items():
+            if name in quantised or not t.is_floating_point():
+                continue
+            h = t.half()
+            if bool((torch.isfinite(h) | ~torch.isfinite(t)).all()):
+                t.data.copy_(h.to(t.dtype))
