@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from asrcomp.compress import quant
+from asrcomp.compress import codes, quant
 from asrcomp.compress.peers import load_peer
 from asrcomp.modeldir import load_model_dir, save_model_dir
 from asrcomp.utils import InputError
@@ -71,11 +71,11 @@ def test_binary_is_sign_times_the_channel_mean():
 
 @pytest.mark.parametrize("levels, n", [(255, 1001), (15, 1001), (3, 1001), (2, 1001), (3, 5), (15, 1)])
 def test_code_packing_round_trips_at_the_expected_size(levels, n):
-    codes = np.random.default_rng(levels).integers(0, levels, n)
-    data = quant.pack_codes(codes, levels)
+    symbols = np.random.default_rng(levels).integers(0, levels, n)
+    data = codes.pack_codes(symbols, levels)
     per = {255: 1, 15: 2, 3: 5, 2: 8}[levels]
     assert data.dtype == np.uint8 and len(data) == -(-n // per)
-    assert np.array_equal(quant.unpack_codes(data, levels, n), codes)
+    assert np.array_equal(codes.unpack_codes(data, levels, n), symbols)
 
 
 @pytest.mark.parametrize("bits", [8, 4, 2, 1])

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from asrcomp.compress.codes import decode_entry
+from asrcomp.modeldir import load_model_dir, save_model_dir
 from asrcomp.utils import InputError, atomic_open
 
 log = logging.getLogger(__name__)
@@ -60,12 +62,11 @@ def quantise_state(state: dict[str, torch.Tensor], kind: str) -> dict:
 
 def dequantise_state(stored: dict) -> dict[str, torch.Tensor]:
     """Float32 (or the original dtype) tensors of :func:`quantise_state`'s output (or of
-    :func:`asrcomp.compress.quant.quantise_state`'s: bit-packed codes, a table, per-channel scales)."""
+    :func:`asrcomp.compress.quant.quantise_state`'s: bit-packed codes, a table, per-channel scales,
+    :func:`asrcomp.compress.codes.decode_entry`)."""
     out = {}
     for name, v in stored.items():
         if isinstance(v, dict) and "codes" in v:  # bit-packed codes of asrcomp quantize
-            from asrcomp.compress.quant import decode_entry
-
             out[name] = decode_entry(v)
         elif isinstance(v, dict):
             q, scale = v["q"], v["scale"]
@@ -110,8 +111,6 @@ def load_peer(path) -> tuple[str, dict[str, torch.Tensor]]:
 
 def make_peer(src_dir, out_dir, kind: str, level: int = ZSTD_LEVEL) -> Path:
     """Write the ``kind`` peer of model dir ``src_dir`` into ``out_dir`` (a decodable model dir)."""
-    from asrcomp.modeldir import load_model_dir, save_model_dir
-
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if kind not in KINDS:
         raise InputError("--kind", f"unknown peer kind {kind!r}", fix=f"one of {', '.join(KINDS)}")

@@ -1,7 +1,8 @@
 """Low-bit linear quantisation beside k-means weight sharing (``asrcomp quantize``).
 
 Every floating weight with >= 2 dims (the ones ``peer --kind int8`` quantises) becomes codes
-from a small table ``lut`` times a per-output-channel scale: ``w[c, j] = scale[c] * lut[code[c, j]]``.
+from a small table ``lut`` times a per-output-channel scale: ``w[c, j] = scale[c] * lut[code[c, j]]``
+(the bit-packed stored form and its decoding: :mod:`asrcomp.compress.codes`).
 
 - ``--bits 8`` / ``--bits 4`` (``int8`` / ``int4``): symmetric per output channel (dim 0),
   ``s = max|w_c| / q``, ``q = 2**(b-1) - 1`` (127 / 7), ``code = round(w / s)`` in ``-q..q``:
@@ -41,11 +42,14 @@ import re
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from asrcomp.compress import peers
+from asrcomp.compress.codes import dequantise, pack_codes
+from asrcomp.guards import NonFiniteError, check_model_finite
+from asrcomp.modeldir import check_token_set, load_model_dir, save_model_dir
+from asrcomp.train import FitHooks, fit
 from asrcomp.utils import InputError
 
 log = logging.getLogger(__name__)
@@ -91,41 +95,9 @@ def quantise(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, to
     raise ValueError(f"bits must be one of {sorted(KINDS)}, not {bits}")
 
 
-def dequantise(codes: torch.Tensor, lut: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``scale[c] * lut[codes[c, j]]`` (float32, shape of ``codes``): the one formula both paths use."""
-    return scale[:, None] * lut[codes]
-
-
 def fake_quant(w: torch.Tensor, bits: int) -> torch.Tensor:
     """The quantised values of ``w`` in its shape and dtype."""
     return dequantise(*quantise(w, bits)).reshape(w.shape).to(w.dtype)
-
-
-# ----------------------------------------------------------------------------- bit packing (numpy)
-
-
-def code_bits(levels: int) -> float:
-    """Stored bits per code: 1.6 for three levels (five per byte), else the next of 1, 2, 4, 8 bits."""
-    if levels == 3:
-        return 1.6
-    return next(b for b in (1, 2, 4, 8) if levels <= 1 << b)
-
-
-def pack_codes(codes: np.ndarray, levels: int) -> np.ndarray:
-    """``codes`` (ints in ``0..levels-1``) as uint8 bytes: five trits per byte, or ``8 / bits`` codes per byte."""
-    c = np.asarray(codes, dtype=np.int64).ravel()
-    if c.size and (c.min() < 0 or c.max() >= levels):
-        raise ValueError(f"codes outside 0..{levels - 1}")
-    per, base = (5, 3) if levels == 3 else (8 // int(code_bits(levels)), 1 << int(code_bits(levels)))
-    c = np.concatenate([c, np.zeros(-len(c) % per, dtype=np.int64)]).reshape(-1, per)
-    return (c * base ** np.arange(per)).sum(axis=1).astype(np.uint8)
-
-
-def unpack_codes(data: np.ndarray, levels: int, n: int) -> np.ndarray:
-    """The first ``n`` codes of :func:`pack_codes`'s bytes (int64)."""
-    per, base = (5, 3) if levels == 3 else (8 // int(code_bits(levels)), 1 << int(code_bits(levels)))
-    d = np.asarray(data, dtype=np.int64)
-    return ((d[:, None] // base ** np.arange(per)) % base).ravel()[:n]
 
 
 def encode_entry(w: torch.Tensor, bits: int) -> dict:
@@ -134,14 +106,6 @@ def encode_entry(w: torch.Tensor, bits: int) -> dict:
     return {"codes": torch.from_numpy(pack_codes(codes.cpu().numpy(), len(lut))), "levels": len(lut),
             "shape": list(w.shape), "lut": lut.cpu(), "scale": scale.cpu(), "bits": bits,
             "dtype": str(w.dtype).replace("torch.", "")}
-
-
-def decode_entry(e: dict) -> torch.Tensor:
-    """The weight of :func:`encode_entry` (exactly ``fake_quant`` of the encoded weight)."""
-    shape = list(e["shape"])
-    n = int(np.prod(shape))
-    codes = torch.from_numpy(unpack_codes(e["codes"].numpy(), int(e["levels"]), n)).reshape(shape[0], -1)
-    return dequantise(codes, e["lut"], e["scale"]).reshape(shape).to(getattr(torch, e["dtype"]))
 
 
 # ----------------------------------------------------------------------------- plan and STE fine-tuning
@@ -232,9 +196,6 @@ def quantize_model_dir(src_dir, out_dir, bits: int, keep: str | None = None, epo
                        train_dir=None, valid_dir=None, lang_dir=None, level: int = peers.ZSTD_LEVEL) -> Path:
     """Write the ``bits``-bit linear quantisation of model dir ``src_dir`` into ``out_dir`` (decodable);
     with ``epochs`` > 0, STE fine-tuning first (needs ``tcfg`` and the train / valid / lang dirs)."""
-    from asrcomp.guards import NonFiniteError, check_model_finite
-    from asrcomp.modeldir import check_token_set, load_model_dir, save_model_dir
-
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     kind = kind_of(bits)
     if src_dir.resolve() == out_dir.resolve():
@@ -257,8 +218,6 @@ def quantize_model_dir(src_dir, out_dir, bits: int, keep: str | None = None, epo
               "zstd_level": level, "bits_per_tensor": plan}
     entries = None
     if epochs > 0:
-        from asrcomp.train import FitHooks, fit
-
         ste = SteHooks(model, plan)
         fit(model, out_dir / "ste", train_dir, valid_dir, lang_dir, dataclasses.replace(tcfg, epochs=epochs, avg=1),
             hooks=FitHooks(after_step=ste.after_step, state={"ste": ste}, identity={"bits": plan}),
@@ -297,5 +256,5 @@ def quantize_model_dir(src_dir, out_dir, bits: int, keep: str | None = None, epo
     return out_dir
 
 
-__all__ = ["KINDS", "quantise", "dequantise", "fake_quant", "pack_codes", "unpack_codes", "encode_entry",
-           "decode_entry", "plan_bits", "SteHooks", "quantise_state", "quantize_model_dir"]
+__all__ = ["KINDS", "quantise", "fake_quant", "encode_entry", "plan_bits", "SteHooks", "quantise_state",
+           "quantize_model_dir"]
