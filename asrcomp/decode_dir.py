@@ -26,7 +26,8 @@ from asrcomp.datadir import read_table, write_table
 from asrcomp.dataset import iter_cut_features
 from asrcomp.decode import DecodeOptions, TlgDecoder, ctc_greedy, tokens_to_words
 from asrcomp.features import load_fbank_config
-from asrcomp.lang import read_symbol_table
+from asrcomp.lang import UNK_WORD, read_lexicon, read_symbol_table
+from asrcomp.modeldir import check_token_set, load_model_dir, read_model_yaml
 from asrcomp.score import read_text, write_scoring
 from asrcomp.utils import InputError, atomic_open
 
@@ -55,8 +56,6 @@ def check_features_match(model_cfg: dict, data_dir: Path, model_dir: Path) -> No
 def decode_job(model_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_dir: str | os.PathLike | None,
                job: int = 1, nj: int = 1, opts: DecodeOptions | None = None) -> dict[str, Path]:
     """Decode utterances ``job-1, job-1+nj, ...`` of ``data_dir``; one thread, batch of one."""
-    from asrcomp.modeldir import check_token_set, load_model_dir
-
     model_dir, data_dir = Path(model_dir), Path(data_dir)
     torch.set_num_threads(1)
     model, cfg = load_model_dir(model_dir)
@@ -98,8 +97,6 @@ def merge_and_score(model_dir: str | os.PathLike, data_dir: str | os.PathLike, g
     greedy output is phones: it is scored against the lexicon-expanded reference
     (a token error rate) and written as ``ter`` instead of ``wer``.
     """
-    from asrcomp.modeldir import read_model_yaml
-
     model_dir, data_dir = Path(model_dir), Path(data_dir)
     cfg = read_model_yaml(model_dir)
     refs = read_text(data_dir / "text")
@@ -147,8 +144,6 @@ def _phone_refs(refs: dict[str, list[str]], model_dir: Path, cfg: dict) -> dict[
     """The reference words expanded into phones (first pronunciation; <UNK>'s for unknown words)
     with the model dir's own lexicon.txt (a model dir written before it held one: the lang dir
     its history names, when that still exists)."""
-    from asrcomp.lang import UNK_WORD, read_lexicon
-
     path = Path(model_dir) / "lexicon.txt"
     if not path.is_file():
         old = [Path(h["lang_dir"]) / "lexicon.txt" for h in cfg.get("history", []) if h.get("lang_dir")]

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from asrcomp.lang import load_lang, read_symbol_table
+from asrcomp.lm import read_arpa
 from asrcomp.utils import InputError, atomic_path
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,6 @@ def make_graph(lang_dir: str | os.PathLike, arpa: str | os.PathLike, out_dir: st
 
 def _check_arpa(arpa: Path, words: dict[str, int], words_txt) -> None:
     """kaldilm aborts the whole process on a bad ARPA; report the file and line instead."""
-    from asrcomp.lm import read_arpa
-
     vocab = read_arpa(arpa).vocab  # read_arpa names the line of a format error
     specials = {w for w in words if w == "<eps>" or w.startswith("#")}
     unknown = sorted((vocab - set(words)) | (vocab & specials))

@@ -29,6 +29,7 @@ import torch
 import yaml
 from torch import nn
 
+from asrcomp.nnet import arch_of, build_model, count_params, flops_per_second
 from asrcomp.utils import InputError, atomic_open, atomic_path
 
 NOT_A_MODEL_DIR = "not a model dir: run steps/train.sh or a compression stage to create it"
@@ -92,8 +93,6 @@ def save_model_dir(model_dir: str | os.PathLike, model: nn.Module, tokens_txt: s
     ``tokens_txt`` (a lang dir or another model dir) is used when present.
     ``extra``: further top-level keys for model.yaml (may not shadow the standard ones).
     """
-    from asrcomp.nnet import arch_of, count_params, flops_per_second
-
     model_dir, tokens_txt = Path(model_dir), Path(tokens_txt)
     tokens = read_token_lines(tokens_txt)
     if len(tokens) != model.num_tokens:
@@ -168,8 +167,6 @@ def read_model_yaml(model_dir: str | os.PathLike) -> dict:
 
 def load_model_dir(model_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """``(model in eval mode on device, parsed model.yaml)``; the state dict must match the arch exactly."""
-    from asrcomp.nnet import build_model
-
     model_dir = Path(model_dir)
     meta = read_model_yaml(model_dir)
     try:

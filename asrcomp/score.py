@@ -16,6 +16,7 @@ from pathlib import Path
 
 import kaldialign
 
+from asrcomp.bootstrap import write_bootci, write_utt_stats
 from asrcomp.datadir import read_table, write_table
 from asrcomp.utils import InputError, atomic_open
 
@@ -70,8 +71,6 @@ def compute_wer(refs: dict[str, list[str]], hyps: dict[str, list[str]]) -> tuple
 def write_scoring(decode_dir: str | os.PathLike, refs: dict[str, list[str]],
                   hyps: dict[str, list[str]]) -> WerStats:
     """Score and write ``wer``, ``errs``, ``hyp.txt``, ``utt_stats`` and ``wer_bootci`` into ``decode_dir``."""
-    from asrcomp.bootstrap import write_bootci, write_utt_stats
-
     decode_dir = Path(decode_dir)
     decode_dir.mkdir(parents=True, exist_ok=True)
     stats, aligns = compute_wer(refs, hyps)

@@ -33,7 +33,10 @@ import torch.nn.functional as F
 
 from asrcomp.dataset import CollateDataset, CtcCuts, load_ctc_cuts, make_sampler
 from asrcomp.features import load_fbank_config
+from asrcomp.guards import finite_guard
 from asrcomp.lang import load_lang
+from asrcomp.modeldir import _plain, average_checkpoints, save_model_dir
+from asrcomp.nnet import arch_of, build_model, count_params
 from asrcomp.utils import InputError, atomic_open, atomic_path, options_from_dict
 
 log = logging.getLogger(__name__)
@@ -212,8 +215,6 @@ def train(exp_dir: str | os.PathLike, train_dir: str | os.PathLike, valid_dir: s
     Returns the model dir. Under ``torchrun`` every process trains on its
     share of each epoch's batches and DDP averages the gradients.
     """
-    from asrcomp.nnet import build_model
-
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     lang = load_lang(lang_dir)
     arch = dict(cfg.arch, feat_dim=load_fbank_config(train_dir).num_mel_bins, num_tokens=lang.num_tokens)
@@ -291,9 +292,6 @@ def _hook_tensors(hooks: "FitHooks") -> dict[str, torch.Tensor]:
 
 def run_identity(model, cfg: "TrainConfig", hooks: "FitHooks", world: int) -> dict:
     """What a checkpoint must share with this run to be resumed by it."""
-    from asrcomp.modeldir import _plain
-    from asrcomp.nnet import arch_of
-
     return _plain({
         "train": {k: v for k, v in asdict(cfg).items() if k not in RESUME_IGNORED},
         "arch": arch_of(model),
@@ -358,10 +356,6 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
     model.yaml keys. Resumes from the last ``epoch-N.pt`` of ``exp_dir``.
     """
     from tqdm import tqdm
-
-    from asrcomp.guards import finite_guard
-    from asrcomp.modeldir import average_checkpoints, save_model_dir
-    from asrcomp.nnet import count_params
 
     hooks = finite_guard(hooks or FitHooks())  # a NaN / inf weight or gradient stops the run, named
     exp_dir = Path(exp_dir)
