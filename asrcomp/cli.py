@@ -13,7 +13,11 @@ import shlex
 import sys
 from pathlib import Path
 
+from asrcomp.onnx_cli import add_commands as add_onnx_commands
 from asrcomp.utils import InputError, atomic_open, run_command, setup_logging
+
+# lazy: every _cmd_* handler imports the modules its subcommand needs inside itself, so that
+# `asrcomp --help` and the light subcommands start without loading torch, lhotse or k2 packages.
 
 log = logging.getLogger("asrcomp")
 
@@ -539,9 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(arg, nargs="?", help="needed when training")
     s.set_defaults(func=_cmd_prune_channels)
 
-    from asrcomp.onnx_cli import add_commands  # export-onnx, onnx-fp16, onnx-int8, decode-onnx, decode-sherpa
-
-    add_commands(add)
+    add_onnx_commands(add)  # export-onnx, onnx-fp16, onnx-int8, decode-onnx, decode-sherpa
 
     s = add("compare", help="markdown table of model dirs: size, FLOPs, RTF, WER")
     s.add_argument("--sets", default="test", help="comma-separated data set names")

@@ -26,16 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from asrcomp.bootstrap import bootstrap_interval, prob_worse, read_utt_stats
+from asrcomp.modeldir import read_model_yaml
 from asrcomp.score import parse_wer_line
-from asrcomp.utils import InputError
+from asrcomp.utils import InputError, atomic_open, atomic_path
 
 SIGNIFICANT = 0.95  # P(worse) at or above: significantly worse; at or below 1 - this: significantly better
 
 
 def model_row(model_dir: Path, sets: list[str]) -> dict:
     """Numbers of one model dir; missing decodes are ``None``."""
-    from asrcomp.modeldir import read_model_yaml
-
     cfg = read_model_yaml(model_dir)
     size = (model_dir / "final.pt").stat().st_size if (model_dir / "final.pt").is_file() else None
     row = {"model": model_dir.name, "params": cfg.get("num_params"), "bytes": cfg.get("packed_bytes") or size,
@@ -58,12 +57,21 @@ def model_row(model_dir: Path, sets: list[str]) -> dict:
                         row["dirs"][key] = d
             if graph != "greedy" and (d / "rtf").is_file() and row["rtf"] is None:
                 row["rtf"] = float(re.match(r"RTF\s+([\d.]+)", (d / "rtf").read_text()).group(1))
-    from asrcomp.onnx_export import ort_rtf  # an ONNX dir (export-onnx): model.onnx bytes, onnxruntime RTF
-
-    row["rtf_ort"] = ort_rtf(model_dir, cfg, sets)
+    row["rtf_ort"] = ort_rtf(model_dir, cfg, sets)  # an ONNX dir (export-onnx): model.onnx bytes, onnxruntime RTF
     if "onnx" in cfg:
         row["bytes"], row["rtf"] = cfg["onnx"].get("bytes"), None
     return row
+
+
+def ort_rtf(model_dir: Path, cfg: dict, sets: list[str]) -> float | None:
+    """onnxruntime RTF (TLG, one thread, batch 1) of a model dir, for ``asrcomp compare``: an ONNX
+    dir's own, else that of the export beside it, ``<model-dir>_onnx`` (``steps/export_onnx.sh``)."""
+    d = Path(model_dir) if "onnx" in cfg else Path(model_dir).with_name(Path(model_dir).name + "_onnx")
+    for s in sets:
+        for dd in sorted(d.glob(f"decode_{s}_*")):
+            if not dd.name.endswith("_greedy") and (dd / "rtf").is_file():
+                return float(re.match(r"RTF\s+([\d.]+)", (dd / "rtf").read_text()).group(1))
+    return None
 
 
 def _stage_names(history: list) -> list[str]:
@@ -197,8 +205,6 @@ def sweep_plot(model_dirs: list[str | os.PathLike], test_set: str, out_prefix: s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from asrcomp.utils import atomic_open, atomic_path
 
     out_prefix = Path(out_prefix)
     table = compare_table(model_dirs, [test_set], legend=True)

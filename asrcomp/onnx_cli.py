@@ -1,10 +1,14 @@
 """The deployment subcommands of ``asrcomp``: export-onnx, onnx-fp16, onnx-int8, decode-onnx, decode-sherpa.
 
-Kept out of ``cli.py`` (which only calls :func:`add_commands`); imports stay lazy so
-``asrcomp --help`` does not load torch or onnx.
+Kept out of ``cli.py`` (which only calls :func:`add_commands`).
 """
 
 from __future__ import annotations
+
+from asrcomp.utils import InputError
+
+# lazy: each handler imports onnx_export / sherpa / decode inside itself, so that
+# `asrcomp --help` does not load torch, onnx or sherpa-onnx.
 
 
 def _export(a):
@@ -42,8 +46,6 @@ def _decode_sherpa(a):
     try:
         r = decode_sherpa(a.onnx_dir, a.data_dir, a.graph_dir, a.max_active, a.threads)
     except RuntimeError as e:  # sherpa-onnx died in its child process: one clear error, exit status 2
-        from asrcomp.utils import InputError
-
         raise InputError(a.onnx_dir, str(e), fix="check the model, tokens.txt and graph with asrcomp's own "
                          "decode-onnx; rerun with sherpa-onnx's debug output for more") from e
     print(f"{r['dir']}: {r['wer'].kaldi_line()} RTF {r['rtf']:.4f} (sherpa-onnx, {a.threads} thread)")

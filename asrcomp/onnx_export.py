@@ -49,6 +49,12 @@ import torch
 import yaml
 from torch import nn
 
+from asrcomp.compress.pack import unpack
+from asrcomp.datadir import read_data_dir, read_table, write_table
+from asrcomp.decode import DecodeOptions, TlgDecoder, ctc_greedy, tokens_to_words
+from asrcomp.decode_dir import _durations, check_features_match, decode_dirs, merge_and_score
+from asrcomp.lang import read_symbol_table
+from asrcomp.modeldir import _plain, check_token_set, load_model_dir, read_model_yaml
 from asrcomp.nnet.factorized import FactorizedDense, TtDense, TuckerDense, set_module
 from asrcomp.utils import InputError, atomic_open, atomic_path
 
@@ -210,8 +216,6 @@ def global_cmvn(data_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, in
     """
     import kaldiio
 
-    from asrcomp.datadir import read_table
-
     data_dir = Path(data_dir)
     scp = data_dir / "cmvn.scp"
     if not scp.is_file():
@@ -235,11 +239,7 @@ def global_cmvn(data_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, in
 
 def _load_source(src: Path, tmp: Path) -> tuple[nn.Module, dict, Path]:
     """``(model, model.yaml, dir with tokens.txt)`` of a model dir or a packed ``model.acz`` file."""
-    from asrcomp.modeldir import load_model_dir
-
     if src.is_file():
-        from asrcomp.compress.pack import unpack
-
         unpack(src, tmp / "unpacked")
         src = tmp / "unpacked"
     model, meta = load_model_dir(src)
@@ -345,8 +345,6 @@ def _train_dir_of(meta: dict, model_dir: Path) -> Path:
 
 
 def _write_yaml(out_dir: Path, meta: dict, info: dict, history: dict) -> None:
-    from asrcomp.modeldir import _plain
-
     meta = dict(meta)
     meta["onnx"] = info
     meta["history"] = list(meta.get("history", [])) + [history]
@@ -431,8 +429,6 @@ def weight_report(onnx_path: str | os.PathLike) -> dict:
 # ----------------------------------------------------------------------------- fp16 and int8 variants
 
 def _copy_dir_files(src: Path, out_dir: Path) -> dict:
-    from asrcomp.modeldir import read_model_yaml
-
     meta = read_model_yaml(src)
     if "onnx" not in meta or not (src / ONNX_NAME).is_file():
         raise InputError(src, f"not an exported ONNX dir ({ONNX_NAME} or the onnx: section of model.yaml missing)",
@@ -485,8 +481,6 @@ class _FeatReader:
 
     def __init__(self, data_dir: Path, num_utts: int, seed: int = 0):
         import kaldiio
-
-        from asrcomp.datadir import read_data_dir
 
         data = read_data_dir(data_dir, need_features=True)
         rng = np.random.default_rng(seed)
@@ -565,12 +559,6 @@ def decode_onnx(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_
     """
     import kaldiio
 
-    from asrcomp.datadir import read_data_dir, write_table
-    from asrcomp.decode import DecodeOptions, TlgDecoder, ctc_greedy, tokens_to_words
-    from asrcomp.decode_dir import _durations, check_features_match, decode_dirs, merge_and_score
-    from asrcomp.lang import read_symbol_table
-    from asrcomp.modeldir import check_token_set, read_model_yaml
-
     onnx_dir, data_dir = Path(onnx_dir), Path(data_dir)
     cfg = read_model_yaml(onnx_dir)
     if "onnx" not in cfg or not (onnx_dir / ONNX_NAME).is_file():
@@ -613,18 +601,5 @@ def decode_onnx(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_
     return merge_and_score(onnx_dir, data_dir, graph_dir, 1)
 
 
-def ort_rtf(model_dir: Path, cfg: dict, sets: list[str]) -> float | None:
-    """onnxruntime RTF (TLG, one thread, batch 1) of a model dir, for ``asrcomp compare``: an ONNX
-    dir's own, else that of the export beside it, ``<model-dir>_onnx`` (``steps/export_onnx.sh``)."""
-    import re
-
-    d = Path(model_dir) if "onnx" in cfg else Path(model_dir).with_name(Path(model_dir).name + "_onnx")
-    for s in sets:
-        for dd in sorted(d.glob(f"decode_{s}_*")):
-            if not dd.name.endswith("_greedy") and (dd / "rtf").is_file():
-                return float(re.match(r"RTF\s+([\d.]+)", (dd / "rtf").read_text()).group(1))
-    return None
-
-
-__all__ = ["ort_rtf", "export_onnx", "to_fp16", "quantize", "decode_onnx", "weight_report", "global_cmvn", "read_metadata",
+__all__ = ["export_onnx", "to_fp16", "quantize", "decode_onnx", "weight_report", "global_cmvn", "read_metadata",
            "DeployModel", "export_friendly"]

@@ -30,6 +30,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from asrcomp.datadir import read_data_dir, read_table
+from asrcomp.decode import tokens_to_words
+from asrcomp.decode_dir import _phone_refs
+from asrcomp.features import read_audio
+from asrcomp.lang import read_symbol_table
+from asrcomp.modeldir import check_token_set, read_model_yaml, read_token_lines
+from asrcomp.score import read_text, write_scoring
 from asrcomp.utils import InputError, atomic_open
 
 log = logging.getLogger(__name__)
@@ -59,8 +66,6 @@ def _onnx_vocab(onnx_path: Path) -> tuple[dict[str, str], int | None]:
 
 def validate(onnx_dir: str | os.PathLike, graph_dir: str | os.PathLike | None) -> dict:
     """Everything sherpa-onnx would die of, checked in Python; returns the model.yaml of ``onnx_dir``."""
-    from asrcomp.modeldir import check_token_set, read_model_yaml, read_token_lines
-
     onnx_dir = Path(onnx_dir)
     model = onnx_dir / "model.onnx"
     if not model.is_file():
@@ -130,8 +135,6 @@ def _worker(job_path: str) -> None:
 
     import numpy as np
 
-    from asrcomp.features import read_audio
-
     job = json.loads(Path(job_path).read_text())
     t0 = time.perf_counter()
     rec = _recognizer(job["model"], job["tokens"], job["features"], job["graph"], job["max_active"], job["threads"])
@@ -190,12 +193,6 @@ def run_sherpa(onnx_dir: Path, cfg: dict, utts: list[tuple[str, str, int | None]
 def decode_sherpa(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_dir: str | os.PathLike | None,
                   max_active: int = 7000, threads: int = 1) -> dict:
     """Decode and score ``data_dir`` with sherpa-onnx; returns ``{"wer": WerStats, "rtf": float, "dir": Path}``."""
-    from asrcomp.datadir import read_data_dir, read_table
-    from asrcomp.decode import tokens_to_words
-    from asrcomp.decode_dir import _phone_refs
-    from asrcomp.lang import read_symbol_table
-    from asrcomp.score import read_text, write_scoring
-
     onnx_dir, data_dir = Path(onnx_dir), Path(data_dir)
     cfg = validate(onnx_dir, graph_dir)
     data = read_data_dir(data_dir)
