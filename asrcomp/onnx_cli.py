@@ -15,7 +15,7 @@ def _export(a):
     from asrcomp.onnx_export import export_onnx
 
     export_onnx(a.model_dir, a.out_dir, cmvn_dir=a.cmvn_dir, acoustic_scale=a.acoustic_scale,
-                blank_penalty=a.blank_penalty)
+                blank_penalty=a.blank_penalty, cmvn=a.cmvn)
 
 
 def _fp16(a):
@@ -53,7 +53,10 @@ def _decode_sherpa(a):
 
 def add_commands(add) -> None:
     """Register the subcommands with ``add(name, help=...) -> ArgumentParser`` (cli.py's helper)."""
-    s = add("export-onnx", help="ONNX model dir for onnxruntime / sherpa-onnx (global CMVN baked in)")
+    s = add("export-onnx", help="ONNX model dir for onnxruntime / sherpa-onnx (CMVN baked in)")
+    s.add_argument("--cmvn", choices=["global", "utterance"], default="global",
+                   help="CMVN in the graph instead of per-speaker: the training data's global stats, or each "
+                        "utterance's own mean and variance")
     s.add_argument("--cmvn-dir", help="data dir whose CMVN stats become the model's global CMVN "
                    "(default: the training data dir in the model's history)")
     s.add_argument("--acoustic-scale", type=float, default=1.0, help="baked into the output (sherpa-onnx has none)")

@@ -18,10 +18,13 @@ batch with ``log(1e-10)`` and takes ``(log_probs, log_probs_len)`` back, so a su
 TDNN or DNN fits it exactly. It reads the vocabulary size from the static last dimension of
 output 0 (set here) and needs no other metadata; its timestamps assume subsampling 4.
 
-**CMVN.** sherpa-onnx has no per-speaker CMVN, so the exported graph starts with a global
-CMVN, ``(x - mean) / std`` from the training data's CMVN stats (the sum over its speakers):
-the model then takes raw fbank. What that costs in WER is what ``decode-onnx`` (global CMVN
-in the graph) shows against ``asrcomp decode`` (per-speaker CMVN).
+**CMVN.** sherpa-onnx has no per-speaker CMVN, so the exported graph starts with one it can
+compute from raw fbank (``--cmvn``): ``global``, ``(x - mean) / std`` from the training data's
+CMVN stats (the sum over its speakers), or ``utterance``, mean and variance over each
+utterance's own valid frames (an offline recogniser sees the whole utterance; this is the
+nearest to per-speaker CMVN when a speaker's voice is far from the training mean, as
+children's are). What each costs in WER is what ``decode-onnx`` shows against ``asrcomp decode``
+(per-speaker CMVN).
 
 **Decoding options.** sherpa-onnx's FST decoder has no acoustic scale or blank penalty, so
 both may be baked into the output (``log_probs * scale``, then ``- penalty`` on blank), as
@@ -130,13 +133,19 @@ class DnnOnnx(nn.Module):
 
 
 class DeployModel(nn.Module):
-    """What ``model.onnx`` computes: global CMVN, the acoustic model, then scale and blank penalty."""
+    """What ``model.onnx`` computes: CMVN, the acoustic model, then scale and blank penalty.
+
+    CMVN: global (``mean``/``std`` given), per utterance (``utterance_cmvn``: mean, and with
+    ``norm_vars`` variance, over each row's first ``x_lens`` frames) or none.
+    """
 
     def __init__(self, model: nn.Module, mean: np.ndarray | None = None, std: np.ndarray | None = None,
-                 acoustic_scale: float = 1.0, blank_penalty: float = 0.0):
+                 acoustic_scale: float = 1.0, blank_penalty: float = 0.0, utterance_cmvn: bool = False,
+                 norm_vars: bool = True):
         super().__init__()
         self.net = DnnOnnx(model) if type(model).__name__ == "Dnn" else model
         self.num_tokens = model.num_tokens
+        self.utterance_cmvn, self.norm_vars = bool(utterance_cmvn), bool(norm_vars)
         self.cmvn = mean is not None
         if self.cmvn:
             self.register_buffer("mean", torch.as_tensor(np.asarray(mean, dtype=np.float32)))
@@ -149,12 +158,27 @@ class DeployModel(nn.Module):
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cmvn:
             x = (x - self.mean) * self.inv_std
+        elif self.utterance_cmvn:
+            x = utterance_cmvn(x, x_lens, self.norm_vars)
         lp, lens = self.net(x, x_lens)
         if self.acoustic_scale != 1.0:
             lp = lp * self.acoustic_scale
         if self.blank_penalty:
             lp = lp - self.penalty
         return lp, lens
+
+
+def utterance_cmvn(x: torch.Tensor, x_lens: torch.Tensor, norm_vars: bool = True, eps: float = 1e-10) -> torch.Tensor:
+    """``x: (N, T, F)`` normalised per row over its first ``x_lens[n]`` frames (Kaldi's ``apply-cmvn``
+    with that utterance's own stats; the variance floored at ``eps``). Padding frames stay finite."""
+    valid = (torch.arange(x.shape[1], device=x.device)[None, :] < x_lens[:, None]).to(x.dtype)[:, :, None]
+    n = valid.sum(dim=1, keepdim=True).clamp(min=1.0)  # (N, 1, 1)
+    mean = (x * valid).sum(dim=1, keepdim=True) / n
+    x = x - mean
+    if norm_vars:
+        var = (x * x * valid).sum(dim=1, keepdim=True) / n
+        x = x * torch.rsqrt(var.clamp(min=eps))
+    return x
 
 
 def patches(x: torch.Tensor, conv: dict, in_features: int) -> torch.Tensor:
@@ -268,13 +292,18 @@ def read_metadata(onnx_path: str | os.PathLike) -> dict[str, str]:
 
 
 def export_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, cmvn_dir: str | os.PathLike | None = None,
-                acoustic_scale: float = 1.0, blank_penalty: float = 0.0, check: bool = True) -> Path:
+                acoustic_scale: float = 1.0, blank_penalty: float = 0.0, check: bool = True,
+                cmvn: str = "global") -> Path:
     """Write ``out_dir/{model.onnx,tokens.txt,model.yaml}`` for the model dir (or ``model.acz``) ``src``.
 
-    ``cmvn_dir``: the data dir whose CMVN stats become the graph's global CMVN (default: the
-    training data dir in the model's history); required unless the model was trained
-    without CMVN. With ``check``, onnxruntime's output on a random batch must equal PyTorch's.
+    ``cmvn``: what replaces the model's per-speaker CMVN in the graph, ``global`` or
+    ``utterance`` (see the module doc-string); ignored for a model trained without CMVN.
+    ``cmvn_dir``: for ``global``, the data dir whose CMVN stats are baked in (default: the
+    training data dir in the model's history). With ``check``, onnxruntime's output on a
+    random batch must equal PyTorch's.
     """
+    if cmvn not in ("global", "utterance"):
+        raise ValueError(f"cmvn must be global or utterance, not {cmvn!r}")
     import onnx
 
     src, out_dir = Path(src), Path(out_dir)
@@ -286,7 +315,9 @@ def export_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, cmvn_dir: st
         mode = feats.get("cmvn", "speaker")
         mean = std = None
         cmvn_info: dict = {"type": "none"}
-        if mode != "none":
+        if mode != "none" and cmvn == "utterance":
+            cmvn_info = {"type": "utterance", "replaces": mode}
+        elif mode != "none":
             if cmvn_dir is None:
                 cmvn_dir = _train_dir_of(meta, src_dir)
             mean, std, frames = global_cmvn(cmvn_dir)
@@ -296,7 +327,9 @@ def export_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, cmvn_dir: st
             if not feats.get("norm_vars", True):
                 std = np.ones_like(std)
             cmvn_info = {"type": "global", "from": str(cmvn_dir), "frames": frames, "replaces": mode}
-        deploy = DeployModel(export_friendly(model), mean, std, acoustic_scale, blank_penalty).eval()
+        deploy = DeployModel(export_friendly(model), mean, std, acoustic_scale, blank_penalty,
+                             utterance_cmvn=cmvn_info["type"] == "utterance",
+                             norm_vars=feats.get("norm_vars", True)).eval()
         out_dir.mkdir(parents=True, exist_ok=True)
         x = torch.randn(2, 41, model.feat_dim) * 3 + (torch.as_tensor(mean, dtype=torch.float32) if mean is not None else 0)
         x_lens = torch.tensor([41, 23])

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Usage: steps/export_onnx.sh [--cmvn-dir DATA] [--acoustic-scale 1.0] [--blank-penalty 0.0]
+# Usage: steps/export_onnx.sh [--cmvn global|utterance] [--cmvn-dir DATA] [--acoustic-scale 1.0] [--blank-penalty 0.0]
 #          [--variants "fp16 int8"] [--calib-dir DATA] [--calib-utts 100] [--graph-dir G]
 #          [--decode-sets "data/test data/dev"] [--sherpa true] <model-dir|model.acz> <out-dir>
-# Deployment rows of a model: <out-dir> (float32 ONNX, global CMVN of --cmvn-dir or of the model's
-# training data baked in, and the decoding options sherpa-onnx lacks), then one ONNX dir per
+# Deployment rows of a model: <out-dir> (float32 ONNX, CMVN baked in: --cmvn global, the stats of --cmvn-dir or of the model's
+# training data, or utterance, each utterance's own; and the decoding options sherpa-onnx lacks), then one ONNX dir per
 # variant: <out-dir>_fp16 (fp16 weights), <out-dir>_int8 (dynamic int8), <out-dir>_int8_static
 # (QDQ int8, activations calibrated on --calib-utts utterances of --calib-dir).
 # With --graph-dir and --decode-sets every dir is decoded in onnxruntime (one thread, batch 1:
@@ -11,14 +11,14 @@
 # by sherpa-onnx from the audio (sherpa_<set>_<graph>/).
 set -euo pipefail
 echo "$0 $*"
-cmvn_dir=""; acoustic_scale=1.0; blank_penalty=0.0; variants="fp16 int8"; calib_dir=""; calib_utts=100
+cmvn=global; cmvn_dir=""; acoustic_scale=1.0; blank_penalty=0.0; variants="fp16 int8"; calib_dir=""; calib_utts=100
 graph_dir=""; decode_sets=""; sherpa=false
 . "$(dirname "$0")/parse_options.sh"
 set -- "${args[@]}"
 [ $# -eq 2 ] || { echo "usage: $0 [options] <model-dir|model.acz> <out-dir>" >&2; exit 1; }
 src=$1; out=$2
 mkdir -p "$out/log"
-asrcomp --log-file "$out/log/export.log" export-onnx ${cmvn_dir:+--cmvn-dir "$cmvn_dir"} \
+asrcomp --log-file "$out/log/export.log" export-onnx --cmvn "$cmvn" ${cmvn_dir:+--cmvn-dir "$cmvn_dir"} \
   --acoustic-scale "$acoustic_scale" --blank-penalty "$blank_penalty" "$src" "$out"
 dirs="$out"
 for v in $variants; do

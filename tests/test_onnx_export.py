@@ -142,6 +142,36 @@ def test_global_cmvn_is_baked_in(tmp_path):
     assert np.abs(got - ref.numpy()).max() < 1e-4
 
 
+
+def test_utterance_cmvn_is_baked_in(tmp_path):
+    """--cmvn utterance: the graph normalises each utterance by its own valid frames' mean and
+    variance, so a per-utterance channel offset and gain cancel, and padding changes nothing."""
+    from asrcomp.onnx_export import utterance_cmvn
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(2.0, 3.0, size=(2, 30, 80)).astype(np.float32))
+    lens = torch.tensor([30, 17])
+    y = utterance_cmvn(x, lens)
+    for n, k in enumerate(lens.tolist()):
+        v = x[n, :k].numpy()
+        assert np.allclose(y[n, :k].numpy(), (v - v.mean(0)) / v.std(0), atol=1e-4)
+    assert torch.isfinite(y).all()
+    src = _model_dir(tmp_path, TDNN, "m", features={"cmvn": "speaker", "norm_vars": True})
+    out = export_onnx(src, tmp_path / "onnx", cmvn="utterance")  # no training data dir needed
+    assert read_metadata(out / "model.onnx")["cmvn"] == "utterance"
+    model, _ = load_model_dir(src)
+    sess = _session(out / "model.onnx")
+    v = x[1:, :17].numpy()
+    with torch.no_grad():
+        ref, _ = model(torch.from_numpy((v - v.mean(1)) / v.std(1)), torch.tensor([17]))
+    alone = sess.run(None, {"x": v, "x_lens": np.array([17])})[0]
+    shifted = sess.run(None, {"x": v * 1.7 - 4.0, "x_lens": np.array([17])})[0]  # another channel / speaker level
+    padded = sess.run(None, {"x": x.numpy(), "x_lens": lens.numpy()})[0][1, :alone.shape[1]]
+    assert np.abs(alone - ref.numpy()).max() < 1e-4
+    assert np.abs(shifted - alone).max() < 1e-3 and np.abs(padded - alone[0]).max() < 1e-4
+    with pytest.raises(ValueError, match="global or utterance"):
+        export_onnx(src, tmp_path / "o", cmvn="speaker")
+
 def test_export_bad_inputs(tmp_path):
     with pytest.raises(InputError, match="no such model dir"):
         export_onnx(tmp_path / "nope", tmp_path / "o")
