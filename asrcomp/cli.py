@@ -355,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("make-fbank", help="80-dim log-mel fbank + CMVN stats for a data dir")
     s.add_argument("--nj", type=int, default=1)
     s.add_argument("--conf", help="YAML with fbank options (top level or under 'fbank:')")
-    s.add_argument("--cmvn", choices=["speaker", "global", "none"])
+    s.add_argument("--cmvn", choices=["speaker", "global", "utterance", "none"])
     s.add_argument("data_dir")
     s.add_argument("feat_dir")
     s.set_defaults(func=_cmd_make_fbank)

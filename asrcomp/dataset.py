@@ -41,7 +41,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from asrcomp.features import apply_cmvn, load_fbank_config
+from asrcomp.features import FbankConfig, load_fbank_config, normalise
 from asrcomp.lang import UNK_WORD, Lang, load_lang
 from asrcomp.utils import InputError
 
@@ -281,11 +281,12 @@ def lazy_cuts(data_dir: str | os.PathLike):
 
 
 def read_cmvn(data_dir: Path) -> dict[str, np.ndarray] | None:
-    """``{speaker: Kaldi CMVN stats (2, D+1)}`` from ``cmvn.scp``, or None when the features have none."""
+    """``{speaker: Kaldi CMVN stats (2, D+1)}`` from ``cmvn.scp``, or None when the features have none
+    (``cmvn: none``, or ``utterance``: stats of each utterance, computed when it is read)."""
     import kaldiio
 
     cfg = load_fbank_config(data_dir)
-    if cfg.cmvn == "none":
+    if cfg.cmvn not in ("speaker", "global"):
         return None
     p = data_dir / "cmvn.scp"
     if not p.is_file():
@@ -316,7 +317,7 @@ class CtcCuts:
     manifest: Path
     lang: Lang
     subsampling_factor: int
-    norm_vars: bool
+    fbank: FbankConfig
     frame_shift: float
     cmvn: dict | None
     num_utts: int = 0
@@ -338,10 +339,8 @@ class CtcCuts:
         return CutSet.from_jsonl_lazy(self.manifest).filter(self._usable)
 
     def features(self, cut) -> np.ndarray:
-        x = load_cut_features(cut)
-        if self.cmvn is not None:
-            x = apply_cmvn(x, self.cmvn[cut.supervisions[0].speaker], self.norm_vars)
-        return x
+        stats = self.cmvn[cut.supervisions[0].speaker] if self.cmvn is not None else None
+        return normalise(load_cut_features(cut), self.fbank, stats)
 
     # -- batches
     def sampler(self, max_frames: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world: int = 1):
@@ -407,7 +406,7 @@ def load_ctc_cuts(data_dir: str | os.PathLike, lang_dir: str | os.PathLike, subs
     manifest = feature_cuts(data_dir)
     cfg = load_fbank_config(data_dir)
     lang = load_lang(lang_dir)
-    data = CtcCuts(data_dir, manifest, lang, subsampling_factor, cfg.norm_vars, cfg.frame_shift_ms / 1000,
+    data = CtcCuts(data_dir, manifest, lang, subsampling_factor, cfg, cfg.frame_shift_ms / 1000,
                    read_cmvn(data_dir))
     words = 0
     for c in CutSet.from_jsonl_lazy(manifest):
@@ -445,7 +444,4 @@ def iter_cut_features(data_dir: str | os.PathLike, job: int = 1, nj: int = 1) ->
     for i, c in enumerate(CutSet.from_jsonl_lazy(manifest)):
         if i % nj != job - 1:
             continue
-        x = load_cut_features(c)
-        if cmvn is not None:
-            x = apply_cmvn(x, cmvn[c.supervisions[0].speaker], cfg.norm_vars)
-        yield c.id, x
+        yield c.id, normalise(load_cut_features(c), cfg, cmvn[c.supervisions[0].speaker] if cmvn is not None else None)

@@ -8,7 +8,10 @@
     data/<set>/cmvn.scp + <feat_dir>/cmvn_<set>.ark   Kaldi CMVN stats, per speaker or global
     data/<set>/fbank.yaml            the extraction options, copied into every model dir
 
-CMVN is applied when features are read (Kaldi's ``apply-cmvn`` on the fly).
+CMVN is applied when features are read (Kaldi's ``apply-cmvn`` on the fly), with the stats of
+the utterance's speaker (``cmvn: speaker``), of the whole set (``global``), of the utterance
+itself (``utterance``: no stats file; what an offline runtime without speaker information can
+compute, so a model trained so deploys with no mismatch) or not at all (``none``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class FbankConfig:
     low_freq: float = 20.0
     high_freq: float = -400.0
     # Samples are scaled to [-1, 1] (lhotse and sherpa-onnx), not Kaldi's int16 range.
-    cmvn: str = "speaker"  # speaker | global | none
+    cmvn: str = "speaker"  # speaker | global | utterance | none
     norm_vars: bool = True
 
     @classmethod
@@ -149,11 +152,11 @@ def compute_cmvn_stats(data: DataDir, feat_dir: Path, cfg: FbankConfig, feats_sc
     import kaldiio
 
     name = data.path.resolve().name
-    if cfg.cmvn == "none":
+    if cfg.cmvn not in CMVN_MODES:
+        raise ValueError(f"cmvn must be one of {', '.join(CMVN_MODES)}, not {cfg.cmvn!r}")
+    if cfg.cmvn in ("utterance", "none"):  # no stats file: computed per utterance when read, or none
         (data.path / "cmvn.scp").unlink(missing_ok=True)
         return
-    if cfg.cmvn not in ("speaker", "global"):
-        raise ValueError(f"cmvn must be speaker, global or none, not {cfg.cmvn!r}")
     feats = kaldiio.load_scp(str(feats_scp))
     groups = data.spk2utt if cfg.cmvn == "speaker" else {"global": data.utts}
     ark = feat_dir / f"cmvn_{name}.ark"
@@ -173,6 +176,25 @@ def compute_cmvn_stats(data: DataDir, feat_dir: Path, cfg: FbankConfig, feats_sc
         glob = read_table(tmp)["global"]
         write_table(tmp, {spk: glob for spk in data.spk2utt})
     os.replace(tmp, data.path / "cmvn.scp")
+
+
+CMVN_MODES = ("speaker", "global", "utterance", "none")
+
+
+def utterance_stats(feats: np.ndarray) -> np.ndarray:
+    """Kaldi CMVN stats ``(2, D+1)`` of one utterance's ``(T, D)`` features."""
+    x = feats.astype(np.float64)
+    return np.stack([np.r_[x.sum(0), len(x)], np.r_[(x * x).sum(0), 0.0]])
+
+
+def normalise(feats: np.ndarray, cfg: "FbankConfig", stats: np.ndarray | None) -> np.ndarray:
+    """``(T, D)`` features as a model reads them under ``cfg.cmvn``: ``stats`` are the speaker's
+    (or the global) CMVN stats; with ``utterance`` the utterance's own; with ``none`` unchanged."""
+    if cfg.cmvn == "utterance":
+        stats = utterance_stats(feats)
+    if cfg.cmvn == "none" or stats is None:
+        return feats
+    return apply_cmvn(feats, stats, cfg.norm_vars)
 
 
 def apply_cmvn(feats: np.ndarray, stats: np.ndarray, norm_vars: bool = True) -> np.ndarray:
@@ -201,9 +223,6 @@ def iter_features(data_dir: str | os.PathLike, utts: list[str] | None = None) ->
     data = read_data_dir(data_dir, need_features=True)
     cfg = load_fbank_config(data.path)
     feats = kaldiio.load_scp(str(data.path / "feats.scp"))
-    cmvn = kaldiio.load_scp(str(data.path / "cmvn.scp")) if cfg.cmvn != "none" else None
+    cmvn = kaldiio.load_scp(str(data.path / "cmvn.scp")) if cfg.cmvn in ("speaker", "global") else None
     for u in utts if utts is not None else data.utts:
-        x = feats[u]
-        if cmvn is not None:
-            x = apply_cmvn(x, cmvn[data.utt2spk[u]], cfg.norm_vars)
-        yield u, x
+        yield u, normalise(feats[u], cfg, cmvn[data.utt2spk[u]] if cmvn is not None else None)

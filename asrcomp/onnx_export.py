@@ -315,7 +315,7 @@ def export_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, cmvn_dir: st
         mode = feats.get("cmvn", "speaker")
         mean = std = None
         cmvn_info: dict = {"type": "none"}
-        if mode != "none" and cmvn == "utterance":
+        if mode == "utterance" or (mode != "none" and cmvn == "utterance"):  # the model's own, or a replacement
             cmvn_info = {"type": "utterance", "replaces": mode}
         elif mode != "none":
             if cmvn_dir is None:

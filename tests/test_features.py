@@ -41,6 +41,28 @@ def test_make_fbank_parallel_equals_serial_and_cmvn(tone_data_dir, tmp_path):
     assert (tone_data_dir / "fbank.yaml").is_file()
 
 
+
+def test_utterance_cmvn_reads_each_utterance_by_its_own_stats(tone_data_dir, tmp_path):
+    """cmvn: utterance writes no stats; every reader (iter_features, the lhotse data path for
+    training and for decoding) gives each utterance zero mean and unit variance on its own."""
+    from asrcomp.dataset import iter_cut_features, load_ctc_cuts
+    from asrcomp.lang import prepare_lang
+
+    make_fbank(tone_data_dir, tmp_path / "fbank", FbankConfig(cmvn="utterance"))
+    assert not (tone_data_dir / "cmvn.scp").exists()
+    raw = dict(kaldiio.load_scp(str(tone_data_dir / "feats.scp")))
+    normed = dict(iter_features(tone_data_dir))
+    for u, x in normed.items():
+        assert np.abs(x.mean(0)).max() < 1e-3 and np.abs(x.std(0) - 1).max() < 1e-2
+        assert np.allclose(x, (raw[u] - raw[u].mean(0)) / raw[u].std(0), atol=1e-3)
+    assert {u: x.tolist() for u, x in iter_cut_features(tone_data_dir)} == {u: x.tolist() for u, x in normed.items()}
+    prepare_lang(["SHOW", "THE", "SHIPS"], tmp_path / "lang", token_type="phone")
+    cuts = load_ctc_cuts(tone_data_dir, tmp_path / "lang", 1)
+    for c in cuts.cuts():
+        assert np.array_equal(cuts.features(c), normed[c.id])
+    with pytest.raises(ValueError, match="cmvn must be one of"):
+        make_fbank(tone_data_dir, tmp_path / "fbank2", FbankConfig(cmvn="speakers"))
+
 def test_apply_cmvn_mean_only():
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     stats = np.zeros((2, 4))

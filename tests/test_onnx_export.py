@@ -171,6 +171,9 @@ def test_utterance_cmvn_is_baked_in(tmp_path):
     assert np.abs(shifted - alone).max() < 1e-3 and np.abs(padded - alone[0]).max() < 1e-4
     with pytest.raises(ValueError, match="global or utterance"):
         export_onnx(src, tmp_path / "o", cmvn="speaker")
+    # a model trained with cmvn: utterance gets its own CMVN in the graph, whatever --cmvn says
+    own = _model_dir(tmp_path, TDNN, "u", features={"cmvn": "utterance", "norm_vars": True})
+    assert read_metadata(export_onnx(own, tmp_path / "onnx_u") / "model.onnx")["cmvn"] == "utterance"
 
 def test_export_bad_inputs(tmp_path):
     with pytest.raises(InputError, match="no such model dir"):
