@@ -224,7 +224,9 @@ def _cmd_pack(a):
 
     flags = dict(bits=a.bits, bits_output=a.bits_output, prune_sparsity=a.prune_sparsity,
                  prune_epochs=a.prune_epochs, finetune_epochs=a.finetune_epochs, lr=a.lr, index_bits=a.index_bits,
-                 coder=a.coder)
+                 coder=a.coder, prune_schedule=a.prune_schedule, prune_initial_sparsity=a.prune_initial_sparsity,
+                 prune_ramp_epochs=a.prune_ramp_epochs, prune_every=a.prune_every, target_bytes=a.target_bytes,
+                 bits_choices=a.bits_choices, sensitivity_batches=a.sensitivity_batches, seed=a.seed)
     pcfg, tcfg = build_configs(a.conf, flags, (a.set or []) + ([f"device={a.device}"] if a.device else [])
                                + ([f"start_epoch={a.start_epoch}"] if a.start_epoch is not None else []))
     pack(a.src_dir, a.out_dir, pcfg, tcfg, a.train_dir, a.valid_dir, a.lang_dir)
@@ -493,6 +495,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index-bits", type=int, help="gap symbol bits of sparse tensors (default: best per tensor)")
     s.add_argument("--coder", choices=["huffman", "ans"],
                    help="entropy coder of model.acz (default huffman; ans: within 0.1%% of the entropy)")
+    s.add_argument("--prune-schedule", choices=["oneshot", "agp"],
+                   help="oneshot (default): prune at once, then retrain; agp: gradual pruning over the retraining")
+    s.add_argument("--prune-initial-sparsity", type=float, help="agp: sparsity at the start of the ramp (default 0)")
+    s.add_argument("--prune-ramp-epochs", type=int,
+                   help="agp: epochs the sparsity rises over (default prune-epochs - 1, at least 1)")
+    s.add_argument("--prune-every", type=int, help="agp: optimiser steps between mask updates (default: 10 updates)")
+    s.add_argument("--target-bytes", type=int,
+                   help="choose each tensor's bits from measured sensitivity so model.acz fits N bytes (--bits unused)")
+    s.add_argument("--bits-choices", help="widths --target-bytes chooses from (default '2,3,4,5,6'; or '2-6')")
+    s.add_argument("--sensitivity-batches", type=int, help="validation batches of the sensitivity (default 4)")
+    s.add_argument("--seed", type=int, help="training seed of the retraining and fine-tuning (default: the config's)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training option")
     s.add_argument("--device", help="auto | cpu | cuda")
     _add_start_epoch(s, " (pack: N > 1 is an epoch of the k-means fine-tuning)")

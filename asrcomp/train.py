@@ -234,12 +234,16 @@ class FitHooks:
     (hint projection, pruning masks, k-means assignments): checkpointed every epoch, restored on
     resume, and part of the initial-weights fingerprint;
     ``identity``: the stage's options that define the run (distillation alpha, pruning
-    sparsity, ...): a checkpoint made under other values is not resumed.
+    sparsity, ...): a checkpoint made under other values is not resumed;
+    ``begin(model, steps_per_epoch, epochs, done_steps)``: called once before the first epoch
+    this call trains, after a resume has restored ``state`` (``done_steps``: optimiser steps
+    already taken), for hooks that follow a schedule in steps (gradual pruning).
     """
 
     loss: object = None
     after_backward: object = None
     after_step: object = None
+    begin: object = None
     params: list = field(default_factory=list)
     state: dict = field(default_factory=dict)
     identity: dict = field(default_factory=dict)
@@ -465,6 +469,8 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
     model.train()
     exp_dir.mkdir(parents=True, exist_ok=True)
     constrain = getattr(model, "apply_constraints", None)  # e.g. TDNN-F's semi-orthogonal factors
+    if hooks.begin:
+        hooks.begin(model, steps_per_epoch, cfg.epochs, (start_epoch - 1) * steps_per_epoch)
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.time()
         train_batches.set_epoch(epoch)  # this rank's share; equal step counts keep DDP in lock-step

@@ -12,7 +12,9 @@
 #   distill  steps/distill.sh        the previous model as student of the base model (alpha,
 #            temperature, epochs, lr); with compare: true also the same student trained with
 #            CTC only (<dir>_ctc) and from scratch (<dir>_scratch)
-#   pack     steps/pack.sh           bits, bits_output, prune_sparsity, prune_epochs, finetune_epochs
+#   pack     steps/pack.sh           bits, bits_output, prune_sparsity, prune_epochs, finetune_epochs;
+#            prune_schedule (oneshot|agp), prune_initial_sparsity, prune_ramp_epochs, prune_every;
+#            target_bytes, bits_choices, sensitivity_batches (bit allocation); seed
 #   quant    steps/quantize.sh       bits (8|4|2|1: int8, int4, ternary, binary), keep, epochs (STE), lr;
 #            writes <prev>_q<bits>
 #   prune_channels  steps/prune_channels.sh  keep, l1, sparsity_epochs, epochs, lr, min_layer_keep: structured
@@ -90,7 +92,12 @@ for step in $(get_or chain "svd tt distill pack"); do
         if [ -f $out/model.yaml ]; then log "$out already packed"; else
           $steps/pack.sh --conf $conf --bits $(get_or $c.bits 5) --bits-output $(get_or $c.bits_output 4) \
             --prune-sparsity $(get_or $c.prune_sparsity 0.0) --prune-epochs $(get_or $c.prune_epochs 0) \
-            --finetune-epochs $(get_or $c.finetune_epochs 0) --device $device $prev $out "${train_args[@]}"
+            --finetune-epochs $(get_or $c.finetune_epochs 0) --prune-schedule "$(get_or $c.prune_schedule '')" \
+            --prune-initial-sparsity "$(get_or $c.prune_initial_sparsity '')" \
+            --prune-ramp-epochs "$(get_or $c.prune_ramp_epochs '')" --prune-every "$(get_or $c.prune_every '')" \
+            --target-bytes "$(get_or $c.target_bytes '')" --bits-choices "$(get_or $c.bits_choices '')" \
+            --sensitivity-batches "$(get_or $c.sensitivity_batches '')" --seed "$(get_or $c.seed '')" \
+            --device $device $prev $out "${train_args[@]}"
         fi ;;
       quant)
         if [ -f $out/model.yaml ]; then log "$out already quantised"; else

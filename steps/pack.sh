@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # Usage: steps/pack.sh [--conf conf.yaml] [--bits 5] [--bits-output 4] [--prune-sparsity 0.0]
 #                      [--prune-epochs 0] [--finetune-epochs 0] [--lr ""] [--coder huffman|ans] [--device auto]
+#                      [--prune-schedule oneshot|agp] [--prune-initial-sparsity 0] [--prune-ramp-epochs N]
+#                      [--prune-every STEPS] [--target-bytes N] [--bits-choices 2,3,4,5,6]
+#                      [--sensitivity-batches 4] [--seed N]
 #                      <src-model-dir> <out-model-dir> [<train-data> <valid-data> <lang-dir>]
 # Deep Compression: optional magnitude pruning (+ retraining), k-means weight sharing
 # (+ centroid fine-tuning), Huffman coding (or ANS: --coder ans); writes <out-model-dir>/model.acz, pack_report.tsv
 # (the sizes with both coders) and a decodable model dir. Options left empty come from the config's 'pack:' section.
 # --bits takes 5 or 'output=4,default=5' (regex on tensor names = bits, 1-16).
+# --prune-schedule agp: gradual pruning (Zhu & Gupta 2017) over the retraining instead of one step before it.
+# --target-bytes N: bits per tensor chosen from the measured validation-loss increase of each width so that
+# model.acz fits N bytes (table in <out-model-dir>/bit_allocation.tsv); --bits is then unused.
+# --seed N: the retraining's and fine-tuning's seed (batch order, SpecAugment, the sensitivity batches).
 set -euo pipefail
 echo "$0 $*"
 conf=""; bits=""; bits_output=""; prune_sparsity=""; prune_epochs=""; finetune_epochs=""; lr=""; device=""; coder=""
+prune_schedule=""; prune_initial_sparsity=""; prune_ramp_epochs=""; prune_every=""; target_bytes=""; bits_choices=""
+sensitivity_batches=""; seed=""
 . "$(dirname "$0")/parse_options.sh"
 set -- "${args[@]}"
 [ $# -eq 2 ] || [ $# -eq 5 ] || {
@@ -18,4 +27,9 @@ mkdir -p "$dir/log"
 exec asrcomp pack --log-file "$dir/log/pack.log" ${conf:+--conf "$conf"} ${bits:+--bits "$bits"} \
   ${bits_output:+--bits-output "$bits_output"} ${prune_sparsity:+--prune-sparsity "$prune_sparsity"} \
   ${prune_epochs:+--prune-epochs "$prune_epochs"} ${finetune_epochs:+--finetune-epochs "$finetune_epochs"} \
-  ${lr:+--lr "$lr"} ${coder:+--coder "$coder"} ${device:+--device "$device"} "$@"
+  ${lr:+--lr "$lr"} ${coder:+--coder "$coder"} ${device:+--device "$device"} \
+  ${prune_schedule:+--prune-schedule "$prune_schedule"} \
+  ${prune_initial_sparsity:+--prune-initial-sparsity "$prune_initial_sparsity"} \
+  ${prune_ramp_epochs:+--prune-ramp-epochs "$prune_ramp_epochs"} ${prune_every:+--prune-every "$prune_every"} \
+  ${target_bytes:+--target-bytes "$target_bytes"} ${bits_choices:+--bits-choices "$bits_choices"} \
+  ${sensitivity_batches:+--sensitivity-batches "$sensitivity_batches"} ${seed:+--seed "$seed"} "$@"

@@ -312,3 +312,44 @@ def test_pack_refuses_a_stale_retraining(corpus, src_model, tmp_path, monkeypatc
          _cfg(epochs=1, avg=1, lr=1e-3, start_epoch=2), *_args(corpus))
     assert _ckpt(out / "quant", 2)["identity"]["stage"]["bits"]["layers.0.conv.weight"] == 4
     assert asdict(TrainConfig())["start_epoch"] == 0
+
+
+def test_pack_agp_retraining_resumes_to_equal_weights(corpus, src_model, tmp_path, monkeypatch):
+    """Gradual pruning: the masks and the step count are checkpointed, so a run killed inside the
+    sparsity ramp (at a mask update) resumes to the uninterrupted run's masks and weights."""
+    from asrcomp.compress import prune as prune_mod
+    from asrcomp.compress.pack_format import read_packed
+
+    kw = dict(prune_schedule="agp", prune_epochs=3, finetune_epochs=1, prune_every=2)
+    ref = _pack(src_model, tmp_path / "ref", corpus, **kw)
+    steps = _ckpt(ref / "prune", 1)["scheduler"]["last_epoch"]
+    hooks = [_ckpt(ref / "prune", e)["hooks"]["masks"] for e in (1, 2, 3)]
+    assert [int(h["step"]) for h in hooks] == [steps, 2 * steps, 3 * steps]
+    sp = [1 - float(h["masks"]["layers.0.conv.weight"].float().mean()) for h in hooks]
+    assert 0 < sp[0] < sp[1] == sp[2] and sp[2] == pytest.approx(0.5, abs=1e-3)  # 2 ramp epochs, then held
+
+    real, n = prune_mod.GradualMaskHooks.after_step, [0]
+
+    def dying(self, model):
+        n[0] += 1
+        if n[0] == steps + 2:  # inside epoch 2, in the ramp, at a mask update (every 2 steps)
+            raise Killed("killed in AGP epoch 2")
+        return real(self, model)
+
+    out = tmp_path / "killed"
+    with monkeypatch.context() as m:
+        m.setattr(prune_mod.GradualMaskHooks, "after_step", dying)
+        with pytest.raises(Killed):
+            _pack(src_model, out, corpus, **kw)
+    assert (out / "prune/epoch-1.pt").is_file() and not (out / "prune/epoch-2.pt").exists()
+    _pack(src_model, out, corpus, **kw)
+    _assert_equal_states(_final(out), _final(ref))
+    _assert_equal_states(read_packed(out / "model.acz")[1], read_packed(ref / "model.acz")[1])
+    for e, h in zip((1, 2, 3), hooks):
+        got = _ckpt(out / "prune", e)["hooks"]["masks"]
+        assert int(got["step"]) == int(h["step"])
+        _assert_equal_states(got["masks"], h["masks"])
+    # another schedule is another run: the AGP checkpoint is not resumed by a oneshot pack
+    (out / "prune/epoch-3.pt").unlink()
+    with pytest.raises(InputError, match=r"prune/epoch-2\.pt: .*stage\.prune_schedule"):
+        _pack(src_model, out, corpus, prune_epochs=3, finetune_epochs=1)

@@ -13,7 +13,8 @@ rebuilds them from) are in :mod:`asrcomp.nnet.factorized`; this package computes
 - :mod:`~asrcomp.compress.pack`: Deep Compression (``asrcomp pack`` / ``unpack``), with
   :mod:`~asrcomp.compress.prune`, :mod:`~asrcomp.compress.kmeans`, :mod:`~asrcomp.compress.share`
   (weight sharing), :mod:`~asrcomp.compress.huffman` / :mod:`~asrcomp.compress.ans` (coders),
-  :mod:`~asrcomp.compress.pack_format` (the ``.acz`` file), :mod:`~asrcomp.compress.pack_report`;
+  :mod:`~asrcomp.compress.pack_format` (the ``.acz`` file), :mod:`~asrcomp.compress.pack_report`,
+  :mod:`~asrcomp.compress.alloc` (bits per tensor under a byte budget);
 - :mod:`~asrcomp.compress.quant` (``asrcomp quantize``, its codes in :mod:`~asrcomp.compress.codes`)
   and :mod:`~asrcomp.compress.peers` (``asrcomp peer``: fp16 / int8 + zstd).
 

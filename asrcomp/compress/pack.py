@@ -3,11 +3,16 @@
 ``pack`` reads a model dir and writes a model dir holding ``model.acz``, one binary file:
 
 1. (optional) magnitude pruning to a target sparsity per tensor, then retraining with the
-   pruned weights held at zero (:mod:`asrcomp.compress.prune`);
+   pruned weights held at zero (:mod:`asrcomp.compress.prune`); ``prune_schedule: agp``
+   prunes gradually during the retraining instead (Zhu & Gupta's cubic schedule);
 2. per-tensor k-means weight sharing, ``bits`` per tensor chosen by name pattern
-   (:mod:`asrcomp.compress.kmeans`), then fine-tuning of the centroids: each weight's
-   gradient is replaced by the sum over its cluster and after every step each weight is
-   re-set to its cluster's mean, so the weights stay exactly tied (and pruned ones exactly 0);
+   (:mod:`asrcomp.compress.kmeans`) -- or, with ``target_bytes``, chosen from the measured
+   validation-loss increase of each width under that byte budget
+   (:mod:`asrcomp.compress.alloc`, table in ``bit_allocation.tsv``) -- then fine-tuning of the
+   centroids: each weight's gradient is replaced by the sum over its cluster and after every
+   step each weight is re-set to its cluster's mean, so the weights stay exactly tied (and
+   pruned ones exactly 0). That is Deep Compression's trained quantisation: the exact gradient
+   of each centroid, no straight-through estimator needed (:class:`~asrcomp.compress.share.ShareHooks`);
 3. Huffman coding (:mod:`asrcomp.compress.huffman`) of the cluster indices and, for sparse
    tensors, of the gaps between non-zero positions (the paper's relative indices: a gap
    larger than ``2**g - 1`` is sent as filler symbols 0, each meaning "advance 2**g - 1");
@@ -23,8 +28,13 @@ itself before writing ``final.pt``, so the packed model dir and ``unpack`` agree
 bit (a tensor that float16 cannot hold, |x| > 65504, stays float32); integer tensors are
 stored raw.
 
+The options added after the first version (AGP, bit allocation, ``seed``) are written into the
+file's history only when set, so a pack under the original options writes the same bytes as
+before them (tested against recorded SHA-256s).
+
 The parts, by job: this module holds the options (:class:`PackConfig`, :func:`build_configs`)
-and the drivers (:func:`pack`, :func:`unpack`); :mod:`asrcomp.compress.share` the weight
+and the drivers (:func:`pack`, :func:`unpack`); :mod:`asrcomp.compress.alloc` the bit
+allocation; :mod:`asrcomp.compress.share` the weight
 sharing and the hooks that keep it through fine-tuning; :mod:`asrcomp.compress.pack_format`
 the ``.acz`` file (layout, streams, checksum); :mod:`asrcomp.compress.pack_report`
 ``pack_report.tsv``. The header ``pack`` writes holds the model.yaml architecture, token
@@ -33,6 +43,7 @@ table (and bpe.model bytes, in the payload), fbank options and history.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -46,11 +57,12 @@ from pathlib import Path
 import torch
 import yaml
 
+from asrcomp.compress.alloc import TABLE_NAME, device_of, format_table, plan_bits, sensitivity_batches, write_table
 from asrcomp.compress.ans import library_version
 from asrcomp.compress.kmeans import check_bits
 from asrcomp.compress.pack_format import CODERS, encode_state, payload_part, read_packed, write_packed
 from asrcomp.compress.pack_report import format_report, ratio_text, report_rows, write_report
-from asrcomp.compress.prune import MaskHooks, prune_model
+from asrcomp.compress.prune import GradualMaskHooks, MaskHooks, prune_model, sparsity_of
 from asrcomp.compress.share import quantised_names, round_small_to_half, share_weights
 from asrcomp.modeldir import check_token_set, load_model_dir, save_model_dir
 from asrcomp.nnet import build_model
@@ -61,6 +73,10 @@ log = logging.getLogger(__name__)
 
 PACKED_NAME = "model.acz"
 REPORT_NAME = "pack_report.tsv"
+SCHEDULES = ("oneshot", "agp")
+# PackConfig's options before the plan options (AGP, bit allocation, seed): always in the history
+ORIGINAL_OPTIONS = ("bits", "bits_output", "prune_sparsity", "prune_epochs", "finetune_epochs", "lr", "index_bits",
+                    "coder", "train")
 
 
 # ----------------------------------------------------------------------------- options
@@ -79,6 +95,20 @@ class PackConfig:
     index_bits: int | None = None  # gap symbol bits for sparse tensors; None: chosen per tensor
     coder: str = "huffman"  # entropy coder of the index and gap streams: huffman | ans
     train: dict = dataclasses.field(default_factory=dict)  # TrainConfig overrides for fine-tuning
+    # gradual pruning (AGP, Zhu & Gupta 2017): "agp" raises the sparsity from prune_initial_sparsity
+    # to prune_sparsity over prune_ramp_epochs (default prune_epochs - 1, at least 1) of the
+    # retraining, masks recomputed every prune_every optimiser steps (default: 10 updates);
+    # "oneshot" prunes to prune_sparsity at once before the retraining
+    prune_schedule: str = "oneshot"
+    prune_initial_sparsity: float = 0.0
+    prune_ramp_epochs: int | None = None
+    prune_every: int | None = None
+    # bit allocation: with target_bytes, the widths per tensor (from bits_choices) minimising the
+    # summed measured validation-loss increase with model.acz <= target_bytes; bits is then unused
+    target_bytes: int | None = None
+    bits_choices: str | int = "2,3,4,5,6"
+    sensitivity_batches: int = 4  # validation batches the sensitivity is measured on
+    seed: int | None = None  # training seed of the retraining and fine-tuning (default: the train config's)
 
     @classmethod
     def from_dict(cls, d: dict | None, where="pack config") -> "PackConfig":
@@ -97,11 +127,61 @@ class PackConfig:
                 raise ValueError(f"index_bits must be from 1 to 16, got {self.index_bits}")
             if self.prune_epochs < 0 or self.finetune_epochs < 0:
                 raise ValueError("epochs must be >= 0")
+            for b in self.bits_choice_list():
+                check_bits(b)
         except ValueError as e:
             raise InputError(where, str(e), fix="bits 1-16 (e.g. --bits 5 --bits-output 4 or "
                              "--bits 'output=4,default=5'), sparsity 0 <= s < 1") from e
+        self._check_plan(where)
         if self.coder not in CODERS:
             raise InputError(where, f"unknown coder {self.coder!r}", fix="coder: huffman or ans")
+
+    def _check_plan(self, where) -> None:
+        bad = None
+        if self.prune_schedule not in SCHEDULES:
+            bad = f"prune_schedule {self.prune_schedule!r} is not one of {', '.join(SCHEDULES)}"
+        elif not 0.0 <= self.prune_initial_sparsity < 1.0:
+            bad = f"prune_initial_sparsity must be in [0, 1), got {self.prune_initial_sparsity}"
+        elif self.prune_every is not None and self.prune_every < 1:
+            bad = f"prune_every must be >= 1 optimiser step, got {self.prune_every}"
+        elif self.prune_schedule == "agp" and any(s > 0 for _, s in self.sparsity_rules()) and \
+                not 1 <= self.ramp_epochs() <= self.prune_epochs:
+            bad = (f"agp needs 1 <= prune_ramp_epochs <= prune_epochs, got {self.ramp_epochs()} and "
+                   f"{self.prune_epochs}")
+        elif self.target_bytes is not None and self.target_bytes < 1:
+            bad = f"target_bytes must be a positive byte count, got {self.target_bytes}"
+        elif self.sensitivity_batches < 1:
+            bad = f"sensitivity_batches must be >= 1, got {self.sensitivity_batches}"
+        if bad:
+            raise InputError(where, bad, fix="prune_schedule oneshot|agp (agp retrains: prune_epochs >= 1), "
+                             "prune_ramp_epochs 1..prune_epochs, target_bytes > 0")
+
+    def ramp_epochs(self) -> int:
+        return self.prune_ramp_epochs if self.prune_ramp_epochs is not None else max(1, self.prune_epochs - 1)
+
+    def bits_choice_list(self) -> list[int]:
+        """``bits_choices`` as sorted widths: ``"2,3,4"`` (or space-separated), ``"2-6"``, a list or one int."""
+        spec = self.bits_choices
+        parts = spec if isinstance(spec, (list, tuple)) else re.split(r"[,\s]+", str(spec).strip())
+        vals = []
+        for part in parts:
+            lo, dash, hi = str(part).strip().partition("-")
+            try:
+                vals += list(range(_int(lo), _int(hi) + 1)) if dash else [_int(lo)]
+            except ValueError as e:
+                raise ValueError(f"bits_choices: {part!r} is not a width or a range like 2-6") from e
+        if not vals:
+            raise ValueError("bits_choices: empty")
+        return sorted(set(vals))
+
+    def history_options(self) -> dict:
+        """The options recorded in the packed file's history: the original ones always, each
+        later one only when set (a pack under the original options writes the same bytes)."""
+        out, default = {}, PackConfig()
+        for k, v in dataclasses.asdict(self).items():
+            if k in ORIGINAL_OPTIONS or v != getattr(default, k):
+                out[k] = v
+        return out
 
     def bits_rules(self) -> list[tuple[str, int]]:
         rules = parse_spec(self.bits, int, "bits")
@@ -190,34 +270,46 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     brules, srules = pcfg.bits_rules(), pcfg.sparsity_rules()
     bits = {n: resolve(brules, n) for n in names}
     missing = [n for n, b in bits.items() if b is None]
-    if missing:
+    if missing and pcfg.target_bytes is None:
         raise InputError("--bits", f"no bits for {', '.join(missing)}", fix="add a default, e.g. 'default=5'")
     sparsity = {n: resolve(srules, n, 0.0) for n in names}
     training = pcfg.prune_epochs > 0 or pcfg.finetune_epochs > 0
-    if training:
+    if training or pcfg.target_bytes is not None:
         if not (train_dir and valid_dir and lang_dir):
-            raise InputError("pack", "fine-tuning needs <train-data> <valid-data> <lang-dir>",
-                             fix="pass them, or set --prune-epochs 0 --finetune-epochs 0")
+            raise InputError("pack", "fine-tuning and --target-bytes need <train-data> <valid-data> <lang-dir>",
+                             fix="pass them, or set --prune-epochs 0 --finetune-epochs 0 and no --target-bytes")
         check_token_set(src_dir, Path(lang_dir) / "tokens.txt")
+    if tcfg is None:
+        tcfg = TrainConfig()
+    if pcfg.seed is not None:
+        tcfg = dataclasses.replace(tcfg, seed=pcfg.seed)
     history = list(meta.get("history") or [])
-    options = {k: v for k, v in dataclasses.asdict(pcfg).items()}
+    options = pcfg.history_options()
     sub = []
     t0 = time.time()
     if any(s > 0 for s in sparsity.values()):
-        masks = prune_model(model, sparsity)
-        log.info("pruned %d tensors: %s", len(masks),
-                 ", ".join(f"{n} {sparsity[n]:.2f}" for n in masks))
-        if pcfg.prune_epochs > 0:
-            mh = MaskHooks(masks)
-            # --start-epoch N > 1 names an epoch of the k-means fine-tuning; 1 begins both anew
-            fit(model, out_dir / "prune", train_dir, valid_dir, lang_dir,
-                dataclasses.replace(tcfg, epochs=pcfg.prune_epochs,
-                                    start_epoch=tcfg.start_epoch if tcfg.start_epoch <= 1 or
-                                    pcfg.finetune_epochs == 0 else 0),
-                hooks=FitHooks(after_backward=mh.after_backward, after_step=mh.after_step, state={"masks": mh},
-                               identity={"sparsity": sparsity}),
-                history=history, stage={"stage": "pack-prune", "sparsity": sparsity})
-            sub.append(str(out_dir / "prune"))
+        if pcfg.prune_schedule == "agp":
+            sub.append(_prune_gradually(model, sparsity, pcfg, tcfg, out_dir, train_dir, valid_dir, lang_dir, history))
+        else:
+            masks = prune_model(model, sparsity)
+            log.info("pruned %d tensors: %s", len(masks),
+                     ", ".join(f"{n} {sparsity[n]:.2f}" for n in masks))
+            if pcfg.prune_epochs > 0:
+                mh = MaskHooks(masks)
+                # --start-epoch N > 1 names an epoch of the k-means fine-tuning; 1 begins both anew
+                fit(model, out_dir / "prune", train_dir, valid_dir, lang_dir,
+                    dataclasses.replace(tcfg, epochs=pcfg.prune_epochs,
+                                        start_epoch=tcfg.start_epoch if tcfg.start_epoch <= 1 or
+                                        pcfg.finetune_epochs == 0 else 0),
+                    hooks=FitHooks(after_backward=mh.after_backward, after_step=mh.after_step, state={"masks": mh},
+                                   identity={"sparsity": sparsity}),
+                    history=history, stage={"stage": "pack-prune", "sparsity": sparsity})
+                sub.append(str(out_dir / "prune"))
+    plan = None
+    if pcfg.target_bytes is not None:
+        final_sub = sub + ([str(out_dir / "quant")] if pcfg.finetune_epochs > 0 else [])
+        bits, plan = _allocate(model, names, sparsity, pcfg, tcfg, valid_dir, lang_dir, src_dir, meta,
+                               history, options, final_sub)
     t1 = time.time()
     sh = share_weights(model, bits)
     log.info("k-means weight sharing of %d tensors in %.2f s", len(bits), time.time() - t1)
@@ -233,20 +325,9 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     round_small_to_half(model, set(names))
     state = model.state_dict()
 
-    this = {"stage": "pack", "src": str(src_dir), **options, "bits_per_tensor": bits,
-            "sparsity_per_tensor": {n: s for n, s in sparsity.items() if s > 0}, "fine_tuned_in": sub}
-    tokens_txt = src_dir / "tokens.txt"
-    bpe = src_dir / "bpe.model"
+    this = _history_entry(src_dir, options, bits, sparsity, sub)
     t2 = time.time()
-    header = {"arch": meta["arch"], "tokens_txt": tokens_txt.read_text(encoding="utf-8"),
-              "token_type": meta["tokens"]["token_type"], "features": meta.get("features", {}),
-              "history": history + [this], "bpe_model": None}
-    if pcfg.coder == "ans":
-        header.update(coder="ans", ans_library=library_version())
-    entries, pay, stats = encode_state(state, set(names), bits, pcfg.index_bits, pcfg.coder)
-    if bpe.is_file():
-        header["bpe_model"] = pay.put(zlib.compress(bpe.read_bytes(), 9))
-    data, head_bytes = write_packed(None, header, entries, pay)
+    data, head_bytes, header, stats = _encode(state, names, bits, pcfg, meta, src_dir, history + [this])
     t3 = time.time()
     # self-check before anything is written: the file decodes to exactly this model
     with tempfile.TemporaryDirectory() as td:
@@ -271,13 +352,104 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     write_report(out_dir / REPORT_NAME, rows)
     for line in format_report(rows):
         log.info("%s", line)
-    save_model_dir(out_dir, model, tokens_txt, features=meta.get("features", {}), history=history + [this],
-                   bpe_model=bpe if bpe.is_file() else None,
-                   extra={"packed_bytes": len(data), "packed_file": PACKED_NAME,
-                          "packed_bytes_without_bpe": total["weights_bytes"],
-                          "packed_bits_per_param": round(8 * len(data) / max(total["params"], 1), 3),
-                          "pack_seconds": round(time.time() - t0, 2)})
+    extra = {"packed_bytes": len(data), "packed_file": PACKED_NAME,
+             "packed_bytes_without_bpe": total["weights_bytes"],
+             "packed_bits_per_param": round(8 * len(data) / max(total["params"], 1), 3),
+             "pack_seconds": round(time.time() - t0, 2)}
+    if plan is not None:
+        rows_a, info = plan
+        info["packed_bytes"] = len(data)
+        write_table(out_dir / TABLE_NAME, rows_a, info)
+        log.info("bit allocation: target %s bytes, estimate %s (rest of the file %s + chosen tensors), trial "
+                 "pack %s, packed %s bytes (%s the target)", f"{info['target_bytes']:,}",
+                 f"{info['estimated_bytes']:,}", f"{info['rest_bytes']:,}", f"{info['trial_bytes']:,}",
+                 f"{len(data):,}", "within" if len(data) <= info["target_bytes"] else "OVER")
+        if len(data) > info["target_bytes"]:
+            log.warning("the fine-tuned model packs to %d bytes, over the target %d: fine-tuning changed a "
+                        "stream (merged or zeroed centroids)", len(data), info["target_bytes"])
+        extra["bit_allocation"] = info
+    save_model_dir(out_dir, model, tokens_txt=src_dir / "tokens.txt", features=meta.get("features", {}),
+                   history=history + [this], bpe_model=_bpe(src_dir), extra=extra)
     return out_dir
+
+
+def _bpe(src_dir: Path) -> Path | None:
+    bpe = src_dir / "bpe.model"
+    return bpe if bpe.is_file() else None
+
+
+def _history_entry(src_dir, options: dict, bits: dict, sparsity: dict, sub: list[str]) -> dict:
+    return {"stage": "pack", "src": str(src_dir), **options, "bits_per_tensor": bits,
+            "sparsity_per_tensor": {n: s for n, s in sparsity.items() if s > 0}, "fine_tuned_in": sub}
+
+
+def _encode(state, names, bits, pcfg: PackConfig, meta: dict, src_dir: Path, history: list[dict]):
+    """``(file bytes, header bytes, header, per-tensor statistics)`` of the ``.acz`` of ``state``."""
+    tokens_txt = src_dir / "tokens.txt"
+    bpe = _bpe(src_dir)
+    header = {"arch": meta["arch"], "tokens_txt": tokens_txt.read_text(encoding="utf-8"),
+              "token_type": meta["tokens"]["token_type"], "features": meta.get("features", {}),
+              "history": history, "bpe_model": None}
+    if pcfg.coder == "ans":
+        header.update(coder="ans", ans_library=library_version())
+    entries, pay, stats = encode_state(state, set(names), bits, pcfg.index_bits, pcfg.coder)
+    if bpe is not None:
+        header["bpe_model"] = pay.put(zlib.compress(bpe.read_bytes(), 9))
+    data, head_bytes = write_packed(None, header, entries, pay)
+    return data, head_bytes, header, stats
+
+
+def _prune_gradually(model, sparsity, pcfg: PackConfig, tcfg: TrainConfig, out_dir: Path, train_dir, valid_dir,
+                     lang_dir, history) -> str:
+    """AGP (:class:`GradualMaskHooks`) over the prune retraining; final.pt averages only the
+    checkpoints taken at the final masks (the epochs from the end of the ramp on)."""
+    ramp = pcfg.ramp_epochs()
+    gh = GradualMaskHooks(sparsity, pcfg.prune_initial_sparsity, ramp, pcfg.prune_every)
+    gh.prune_initial(model)
+    avg = min(tcfg.avg, pcfg.prune_epochs - ramp + 1) if tcfg.avg > 0 else tcfg.avg
+    if avg != tcfg.avg:
+        log.info("AGP: final.pt of the prune retraining averages the last %d epoch(s) (those at the final "
+                 "masks), not %d", avg, tcfg.avg)
+    fit(model, out_dir / "prune", train_dir, valid_dir, lang_dir,
+        dataclasses.replace(tcfg, epochs=pcfg.prune_epochs, avg=avg,
+                            start_epoch=tcfg.start_epoch if tcfg.start_epoch <= 1 or pcfg.finetune_epochs == 0 else 0),
+        hooks=FitHooks(after_backward=gh.after_backward, after_step=gh.after_step, begin=gh.begin,
+                       state={"masks": gh}, identity={"sparsity": sparsity, "prune_schedule": gh.identity()}),
+        history=history, stage={"stage": "pack-prune", "sparsity": sparsity, **gh.identity()})
+    got = {n: round(sparsity_of(model.get_parameter(n)), 4) for n in gh.final}
+    log.info("AGP done: sparsity per tensor %s", got)
+    return str(out_dir / "prune")
+
+
+def _allocate(model, names, sparsity, pcfg: PackConfig, tcfg: TrainConfig, valid_dir, lang_dir, src_dir: Path,
+              meta: dict, history: list[dict], options: dict, final_sub: list[str]):
+    """Widths per tensor under ``pcfg.target_bytes`` (:func:`asrcomp.compress.alloc.plan_bits`):
+    ``(bits, (table rows, info))``; the trial packs share k-means and header with the real one."""
+    widths = pcfg.bits_choice_list()
+    t = time.time()
+    data = sensitivity_batches(valid_dir, lang_dir, model, tcfg, pcfg.sensitivity_batches)
+    small = set(names)
+
+    def file_bytes(bits: dict) -> int:
+        m = copy.deepcopy(model).cpu()
+        share_weights(m, bits)
+        round_small_to_half(m, small)
+        this = _history_entry(src_dir, options, bits, sparsity, final_sub)
+        return len(_encode(m.state_dict(), names, bits, pcfg, meta, src_dir, history + [this])[0])
+
+    try:
+        bits, rows, info = plan_bits(model, names, widths, pcfg.target_bytes, data, device_of(tcfg), file_bytes,
+                                     pcfg.coder, pcfg.index_bits)
+    except ValueError as e:
+        raise InputError("--target-bytes", str(e), fix="raise the target, allow fewer bits (--bits-choices), "
+                         "or prune more") from e
+    model.cpu()
+    for line in format_table(rows):
+        log.info("%s", line)
+    log.info("bit allocation in %.1f s over %d validation batches: base loss %.4f, predicted increase %.4f; "
+             "widths %s", time.time() - t, len(data), info["base_loss"], info["predicted_delta_loss"],
+             ", ".join(f"{n} {b}" for n, b in bits.items()))
+    return bits, (rows, info)
 
 
 def unpack(packed, out_dir) -> Path:

@@ -191,6 +191,39 @@ def encode_state(state: dict[str, torch.Tensor], quantised: set[str], bits: dict
     return entries, pay, stats
 
 
+def coded_bytes(w, coder: str = "huffman", index_bits: int | None = None) -> int:
+    """Bytes one quantised tensor (its shared values, any shape) takes in the payload of a file
+    :func:`encode_state` writes with ``coder``: float32 codebook, index stream and (sparse) gap
+    stream, and the coder's tables -- the tensor's ``huffman_B`` / ``ans_B`` in pack_report.tsv.
+
+    Exact for Huffman (:func:`huffman.cost` gives what :func:`huffman.encode` spends); for ANS
+    the streams are coded alone here, in the file on one stack shared with the other tensors,
+    which moves each stream's size by a few bits.
+    """
+    w = np.asarray(w, dtype=np.float32).ravel()
+    nz = w != 0
+    sparse = w.size > 0 and (1 - nz.mean()) >= SPARSE_MIN_ZEROS
+    vals = w[nz] if sparse else w
+    book, idx = np.unique(vals, return_inverse=True)
+    streams = [(idx.ravel(), len(book))]
+    if sparse:
+        pos = np.flatnonzero(nz)
+        g = index_bits or (_choose_gap_bits(pos) if len(pos) else 1)
+        streams.append((_gap_symbols(pos, g), 1 << g))
+    total = 4 * len(book)
+    if coder == "huffman":
+        for sym, alphabet in streams:
+            bits, table = huffman.cost(sym, alphabet)
+            total += (bits + 7) // 8 + table
+    elif coder == "ans":
+        _, metas = ans.encode_many([sym for sym, _ in streams])
+        for m in metas:
+            total += (m.bits + 7) // 8 + (len(ans.table_bytes(m)) if len(m.symbols) > 1 else 0)
+    else:
+        raise ValueError(f"unknown coder {coder!r}: one of {CODERS}")
+    return total
+
+
 def decode_state(entries: list[dict], payload: memoryview) -> dict[str, torch.Tensor]:
     """Inverse of :func:`encode_state` (all Huffman streams decoded in one batch)."""
     refs, streams, ans_refs, ans_streams = [], [], [], []

@@ -1,9 +1,11 @@
 """Deep Compression's weight sharing (Han, Mao, Dally 2016): per-tensor k-means, kept tied while fine-tuning.
 
 Which tensors are shared (:func:`quantised_names`: floating parameters with >= 2 dims or
-more than ``MAX_SMALL`` elements), the k-means itself (:func:`share_weights`, pruned zeros
-kept), the :class:`ShareHooks` that keep each weight equal to its cluster's mean through
-fine-tuning, and :func:`round_small_to_half` for the tensors stored as float16.
+more than ``MAX_SMALL`` elements), the k-means itself (:func:`share_tensor` for one tensor,
+:func:`share_weights` for a model, pruned zeros kept), the :class:`ShareHooks` that keep each
+weight equal to its cluster's mean through fine-tuning (trained quantisation: the centroids
+learn from the summed gradients of their weights), and :func:`round_small_to_half` for the
+tensors stored as float16.
 """
 
 from __future__ import annotations
@@ -29,6 +31,20 @@ class ShareHooks:
 
     ``assign[name]``: flat int64 cluster index per weight, ``k`` (one past the clusters)
     for pruned weights, which stay exactly 0.
+
+    This is Deep Compression's trained quantisation (Han et al. 2016, section 3.1), i.e.
+    quantisation-aware training of the codebook: the forward pass runs on the shared weights
+    ``W_i = c[a_i]``, so ``dL/dc_k = sum over {i: a_i = k} of dL/dW_i`` exactly;
+    :meth:`after_backward` writes that sum into the gradient of every member of cluster k, so
+    the elementwise optimiser (AdamW or SGD: same gradient, weight and moment history for every
+    member) moves them all by the same step, which is the centroid's own update, and
+    :meth:`after_step` re-ties them against rounding. No straight-through estimator is involved
+    or needed: with the assignments frozen there is no rounding in the forward pass to pass a
+    gradient through, and the centroid gradient is exact, not an approximation. (STE training,
+    latent float weights re-quantised every step so weights may change cluster, is what
+    ``asrcomp quantize --epochs`` does for linear quantisation: :mod:`asrcomp.compress.quant`.)
+    One departure from training the centroids as parameters of their own: gradient clipping's
+    global norm counts each centroid's gradient once per member.
     """
 
     def __init__(self, assign: dict[str, torch.Tensor], k: dict[str, int]):
@@ -77,6 +93,23 @@ class ShareHooks:
             p.copy_(mean[a].view_as(p))
 
 
+def share_tensor(w: torch.Tensor, bits: int, name: str = "values") -> tuple[np.ndarray, np.ndarray, int]:
+    """k-means of one tensor, its exact zeros kept when it is sparse: ``(shared values float32,
+    flat, assignment int64 flat (``k`` for the kept zeros), k)``; ``w`` itself is not changed."""
+    w = w.detach().cpu().flatten().numpy().astype(np.float64)
+    nz = w != 0
+    sparse = (1 - nz.mean()) >= SPARSE_MIN_ZEROS
+    vals = w[nz] if sparse else w
+    book, idx = quantize(vals, bits, name=name) if vals.size else (np.zeros(0, np.float32), np.zeros(0, np.int64))
+    k = len(book)
+    a = np.full(w.size, k, dtype=np.int64)
+    if sparse:
+        a[nz] = idx
+    else:
+        a[:] = idx
+    return np.append(book, np.float32(0))[a], a, k
+
+
 def share_weights(model: nn.Module, bits: dict[str, int]) -> ShareHooks:
     """k-means each named parameter in place (pruned zeros stay 0); the hooks that keep it so."""
     params = dict(model.named_parameters())
@@ -84,18 +117,7 @@ def share_weights(model: nn.Module, bits: dict[str, int]) -> ShareHooks:
     with torch.no_grad():
         for name, b in bits.items():
             p = params[name]
-            w = p.detach().cpu().flatten().numpy().astype(np.float64)
-            nz = w != 0
-            sparse = (1 - nz.mean()) >= SPARSE_MIN_ZEROS
-            vals = w[nz] if sparse else w
-            book, idx = quantize(vals, b, name=name) if vals.size else (np.zeros(0, np.float32), np.zeros(0, np.int64))
-            k = len(book)
-            a = np.full(w.size, k, dtype=np.int64)
-            if sparse:
-                a[nz] = idx
-            else:
-                a[:] = idx
-            new = np.append(book, np.float32(0))[a]
+            new, a, k = share_tensor(p, b, name)
             p.copy_(torch.from_numpy(new).view_as(p).to(p.device, p.dtype))
             assign[name], ks[name] = torch.from_numpy(a), k
     return ShareHooks(assign, ks)
