@@ -336,3 +336,18 @@ def test_chain_passes_pack_options_through_pack_sh(tmp_path):
     assert flags["--sensitivity-batches"] == "2" and flags["--seed"] == "3" and flags["--bits"] == "4"
     assert "--prune-initial-sparsity" not in flags and "--prune-ramp-epochs" not in flags  # unset: defaults
     assert call[-5:] == [str(tmp_path / "exp/tdnn"), str(tmp_path / "exp/tdnn_pack"), "tr", "va", "la"]
+
+
+def test_recipe_pack_sections_are_valid():
+    confs = sorted(ROOT.glob("egs/*/conf/*.yaml"))
+    seen = 0
+    for c in confs:
+        d = yaml.safe_load(c.read_text()) or {}
+        sec = (d.get("compress") or {}).get("pack")
+        if sec is not None:
+            PackConfig.from_dict(sec, where=str(c))
+            seen += 1
+    assert seen >= 5
+    for name in ("synth", "speechocean762"):
+        d = yaml.safe_load((ROOT / f"egs/{name}/conf/default.yaml").read_text())
+        assert d["compress"]["pack"]["prune_schedule"] == "agp"
