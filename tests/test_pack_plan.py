@@ -64,6 +64,7 @@ def test_agp_formula_and_plan():
     assert agp_plan(20, 2) == (10, 4)  # 40 ramp steps: every 4, 10 updates
     assert agp_plan(7, 1) == (7, 1)  # fewer than 10 steps: every step
     assert agp_plan(20, 2, every=7) == (5, 7)  # the last update (35) inside the ramp (40)
+    assert agp_plan(20, 2, every=100) == (1, 40)  # never past the ramp: s_f is always reached
 
 
 def test_agp_hooks_follow_the_formula_and_masks_only_shrink():
@@ -351,3 +352,17 @@ def test_recipe_pack_sections_are_valid():
     for name in ("synth", "speechocean762"):
         d = yaml.safe_load((ROOT / f"egs/{name}/conf/default.yaml").read_text())
         assert d["compress"]["pack"]["prune_schedule"] == "agp"
+
+
+def test_cli_plan_flags(tmp_path, capfd):
+    from asrcomp.cli import main
+    from tiny_corpus import make_random_model_dir
+
+    src = make_random_model_dir(tmp_path)
+    assert main(["pack", "--prune-schedule", "agp", "--prune-sparsity", "0.5", str(src), str(tmp_path / "o")]) == 2
+    assert "agp needs 1 <= prune_ramp_epochs <= prune_epochs" in capfd.readouterr().err
+    assert main(["pack", "--target-bytes", "9000", str(src), str(tmp_path / "o")]) == 2  # needs validation data
+    assert "--target-bytes need <train-data> <valid-data> <lang-dir>" in capfd.readouterr().err
+    assert main(["pack", "--seed", "3", "--bits", "4", str(src), str(tmp_path / "p")]) == 0
+    assert load_model_dir(tmp_path / "p")[1]["history"][-1]["seed"] == 3
+    assert not (tmp_path / "o").exists()

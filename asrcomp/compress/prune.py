@@ -100,10 +100,11 @@ def agp_sparsity(t: int, s_i: float, s_f: float, n: int, dt: int, t0: int = 0) -
 
 def agp_plan(steps_per_epoch: int, ramp_epochs: int, every: int | None = None) -> tuple[int, int]:
     """``(n, dt)`` of an AGP ramp over the first ``ramp_epochs`` epochs: ``dt = every`` (default
-    a tenth of the ramp's steps, at least 1) and ``n = ramp steps // dt``, so the last update,
-    at ``n * dt``, falls inside the ramp and every later checkpoint holds the final masks."""
+    a tenth of the ramp's steps, at least 1; at most the ramp) and ``n = ramp steps // dt``, so
+    the last update, at ``n * dt``, falls inside the ramp and every later checkpoint holds the
+    final masks."""
     ramp = max(1, steps_per_epoch * ramp_epochs)
-    dt = int(every) if every else max(1, ramp // 10)
+    dt = min(int(every), ramp) if every else max(1, ramp // 10)
     return max(1, ramp // dt), dt
 
 
