@@ -255,6 +255,13 @@ def _cmd_quantize(a):
                        train_dir=a.train_dir, valid_dir=a.valid_dir, lang_dir=a.lang_dir, level=a.zstd_level)
 
 
+def _cmd_recompute_bn(a):
+    from asrcomp.train import recompute_bn_model_dir
+
+    recompute_bn_model_dir(a.src_dir, a.out_dir, a.train_dir, a.valid_dir, a.lang_dir, num_batches=a.batches,
+                           max_frames=a.max_frames, seed=a.seed)
+
+
 def _cmd_prune_channels(a):
     from asrcomp.compress.channels import prune_channels_model_dir
 
@@ -540,6 +547,15 @@ def build_parser() -> argparse.ArgumentParser:
     for arg in ("train_dir", "valid_dir", "lang_dir"):
         s.add_argument(arg, nargs="?", help="needed when fine-tuning")
     s.set_defaults(func=_cmd_quantize)
+
+    s = add("recompute-bn", help="a model dir with its BatchNorm statistics recomputed over training batches "
+            "(precise BN, for averaged or unstable ones) -> model dir")
+    s.add_argument("--batches", type=int, default=50)
+    s.add_argument("--max-frames", type=int, default=5000, help="padded input frames per batch")
+    s.add_argument("--seed", type=int, default=0)
+    for arg in ("src_dir", "out_dir", "train_dir", "valid_dir", "lang_dir"):
+        s.add_argument(arg)
+    s.set_defaults(func=_cmd_recompute_bn)
 
     s = add("prune-channels", help="structured channel pruning of a TDNN (network slimming): L1 on the batch-norm "
             "scales, remove the weakest channels, rebuild the layers smaller, fine-tune -> model dir")

@@ -12,7 +12,8 @@
   options, a fingerprint of the initial weights); resuming under another identity is an
   InputError naming the differing keys. ``start_epoch: N`` (``--start-epoch N``) begins a
   new run at epoch N from ``epoch-(N-1).pt``'s weights, as icefall's ``--start-epoch``;
-- ``final.pt`` = average of the last ``avg`` epochs (icefall's ``--avg``);
+- ``final.pt`` = average of the last ``avg`` epochs (icefall's ``--avg``), its BatchNorm statistics
+  optionally recomputed for the averaged weights (``bn_recompute_batches``, :func:`recompute_bn_stats`);
 - ``train.tsv`` and ``train.png`` curves, ``log/train.log``;
 - data-parallel with torch DDP under ``torchrun`` (gloo on CPU, NCCL on GPUs).
 """
@@ -35,7 +36,7 @@ from asrcomp.dataset import CollateDataset, CtcCuts, load_ctc_cuts, make_sampler
 from asrcomp.features import load_fbank_config
 from asrcomp.guards import finite_guard
 from asrcomp.lang import load_lang
-from asrcomp.modeldir import _plain, average_checkpoints, save_model_dir
+from asrcomp.modeldir import _plain, average_checkpoints, load_model_dir, save_model_dir
 from asrcomp.nnet import arch_of, build_model, count_params
 from asrcomp.utils import InputError, atomic_open, atomic_path, options_from_dict
 
@@ -53,6 +54,9 @@ class TrainConfig:
     weight_decay: float = 1e-5
     grad_clip: float = 5.0
     avg: int = 3  # average the last N epoch checkpoints into final.pt
+    # > 0: final.pt's BatchNorm running statistics recomputed over this many training batches
+    # (averaged checkpoints average their statistics too, which need not fit the averaged weights)
+    bn_recompute_batches: int = 0
     seed: int = 0
     spec_augment: bool = True
     freq_masks: int = 2
@@ -144,6 +148,42 @@ def ctc_loss_sum(model, x, x_lens, y, y_lens) -> torch.Tensor:
     log_probs, out_lens = model(x, x_lens)
     return F.ctc_loss(log_probs.float().transpose(0, 1), y, out_lens, y_lens, blank=0, reduction="sum",
                       zero_infinity=True)
+
+
+@torch.no_grad()
+def recompute_bn_stats(model: torch.nn.Module, data: CtcCuts, max_frames: int, num_batches: int, device,
+                       seed: int = 0) -> int:
+    """Precise BatchNorm statistics (as SWA's ``bn_update``): every BatchNorm's running mean and
+    variance replaced by their average over the first ``num_batches`` training batches drawn from
+    ``seed``, the model in training mode for BatchNorm only (no dropout, no SpecAugment), weights
+    untouched. Returns the number of batches used (0: the model has no BatchNorm).
+
+    Why: running statistics are an exponential average over the last ~10 batches of the weights
+    *at those batches*; averaging checkpoints averages them too, and a deep model with bypass
+    connections (tdnnf) trained at a high learning rate can end an epoch with statistics far enough
+    from its weights that eval-mode activations grow layer by layer.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or num_batches <= 0:
+        return 0
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the batches seen
+    model.eval()
+    for bn in bns:
+        bn.train()
+    used = 0
+    for b in batches(data, max_frames, seed, 0):
+        if used == num_batches:
+            break
+        x, x_lens, _, _ = (t.to(device) for t in collate(data, b))
+        model(x, x_lens)
+        used += 1
+    for bn, m in zip(bns, momenta):
+        bn.momentum = m
+    model.eval()
+    return used
 
 
 @torch.no_grad()
@@ -251,7 +291,7 @@ class FitHooks:
 
 # training options that do not change what a run computes (where and how fast it runs, what
 # final.pt averages, how it was started): a checkpoint resumes under other values of these
-RESUME_IGNORED = ("num_threads", "num_workers", "device", "avg", "start_epoch", "arch")
+RESUME_IGNORED = ("num_threads", "num_workers", "device", "avg", "bn_recompute_batches", "start_epoch", "arch")
 
 
 def _fingerprint(tensors: dict[str, torch.Tensor]) -> dict[str, list[float]]:
@@ -528,6 +568,11 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
     model.load_state_dict(average_checkpoints(use))
     if hooks.after_step:  # averaging may undo a constraint (zeros, tied weights): re-apply it
         hooks.after_step(model)
+    if cfg.bn_recompute_batches > 0:
+        before = validation_loss(model, valid_data, cfg.max_frames, device)
+        n = recompute_bn_stats(model, train_data, cfg.max_frames, cfg.bn_recompute_batches, device, cfg.seed)
+        log.info("final.pt: BatchNorm statistics recomputed over %d training batches: valid loss %.4f -> %.4f",
+                 n, before, validation_loss(model, valid_data, cfg.max_frames, device))
     model.cpu()
     epochs = torch.load(use[-1], map_location="cpu", weights_only=False)["history"]
     this = dict(stage or {"stage": "train"}, train_dir=str(train_dir), lang_dir=str(lang_dir),
@@ -536,6 +581,33 @@ def fit(model: torch.nn.Module, exp_dir: str | os.PathLike, train_dir: str | os.
                    history=list(history or []) + [this], bpe_model=_bpe_model(lang_dir), extra=extra)
     write_curves(exp_dir, epochs)
     return exp_dir
+
+
+def recompute_bn_model_dir(src_dir: str | os.PathLike, out_dir: str | os.PathLike, train_dir: str | os.PathLike,
+                           valid_dir: str | os.PathLike, lang_dir: str | os.PathLike, num_batches: int = 50,
+                           max_frames: int = 5000, seed: int = 0) -> Path:
+    """``asrcomp recompute-bn``: ``src_dir``'s model with its BatchNorm statistics recomputed
+    (:func:`recompute_bn_stats`) into the model dir ``out_dir``; valid loss before and after logged."""
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    model, meta = load_model_dir(src_dir)
+    train_data = load_ctc_data(train_dir, lang_dir, model.subsampling_factor)
+    valid_data = load_ctc_data(valid_dir, lang_dir, model.subsampling_factor)
+    before = validation_loss(model, valid_data, max_frames, "cpu")
+    used = recompute_bn_stats(model, train_data, max_frames, num_batches, "cpu", seed)
+    if not used:
+        raise InputError(src_dir / "model.yaml", "the model has no BatchNorm layers", fix="nothing to recompute")
+    after = validation_loss(model, valid_data, max_frames, "cpu")
+    log.info("%s: BatchNorm statistics over %d batches of %s: valid loss %.4f -> %.4f per token",
+             src_dir, used, train_dir, before, after)
+    record = {"stage": "recompute_bn", "src": str(src_dir), "train_dir": str(train_dir), "batches": used,
+              "max_frames": max_frames, "seed": seed, "valid_loss_before": round(before, 5),
+              "valid_loss_after": round(after, 5)}
+    lexicon = src_dir / "lexicon.txt"
+    save_model_dir(out_dir, model, src_dir / "tokens.txt", features=meta.get("features", {}),
+                   history=list(meta.get("history") or []) + [record],
+                   bpe_model=src_dir / "bpe.model" if (src_dir / "bpe.model").is_file() else None,
+                   lexicon=lexicon if lexicon.is_file() else None)
+    return out_dir
 
 
 def _mark_incomplete(exp_dir: Path) -> None:
