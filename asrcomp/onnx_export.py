@@ -30,10 +30,20 @@ children's are). What each costs in WER is what ``decode-onnx`` shows against ``
 both may be baked into the output (``log_probs * scale``, then ``- penalty`` on blank), as
 ``asrcomp decode`` applies them before its TLG search; greedy search then sees them too.
 
-**Factorised layers stay factorised**: SVD layers are two Conv/MatMul nodes, TT-matrix layers
+**Factorised layers stay factorised**: SVD layers are two MatMul nodes, TT-matrix layers
 a chain of MatMuls with their cores (rewritten from einsum so that int8 quantisation reaches
 them and onnxruntime runs them with its GEMM), Tucker and CP layers MatMuls with their
 factors. :func:`weight_report` counts the weights that MatMul/Conv/Gemm nodes read.
+
+**Time-major TDNNs** (:class:`TdnnOnnx`). A TDNN or TDNN-F is exported in the graph's own
+``(N, T, C)`` layout, every Conv1d as an im2col (a Concat of time slices) and MatMul(s), instead
+of tracing the PyTorch ``(N, C, T)`` forward. Measured with onnxruntime 1.32 on one thread
+(``bench/onnx_rtf.py``, the recipe's TDNN): the traced graph ran a TT layer's unfold as a
+``(N, C, T', K)`` stack and a 3-element-block Transpose (about as slow as the TT's own GEMMs),
+so the TT model was slower than the dense one; and dynamic int8 turned every Conv into a
+ConvInteger, about 3x slower than the float Conv, where a MatMul becomes a MatMulInteger
+about 2.5x faster than the float MatMul. Time-major, the only Transposes left are the TT
+chain's (2 per TT layer, cheap), and the length arithmetic is a few nodes, not a dozen per layer.
 """
 
 from __future__ import annotations
@@ -58,7 +68,9 @@ from asrcomp.decode import DecodeOptions, TlgDecoder, ctc_greedy, tokens_to_word
 from asrcomp.decode_dir import _durations, check_features_match, decode_dirs, merge_and_score
 from asrcomp.lang import read_symbol_table
 from asrcomp.modeldir import _plain, check_token_set, load_model_dir, read_model_yaml
-from asrcomp.nnet.factorized import FactorizedDense, TtDense, TuckerDense, set_module
+from asrcomp.nnet.factorized import FactorizedDense, LowRankConv1d, TtDense, TuckerDense, set_module
+from asrcomp.nnet.tdnn import Tdnn, TdnnLayer
+from asrcomp.nnet.tdnnf import Tdnnf, TdnnfLayer
 from asrcomp.utils import InputError, atomic_open, atomic_path
 
 log = logging.getLogger(__name__)
@@ -75,9 +87,12 @@ SHERPA_MODEL_TYPE = "zipformer2_ctc"
 class TtDenseOnnx(FactorizedDense):
     """The contraction of a :class:`~asrcomp.nnet.factorized.TtDense`, one MatMul per core.
 
-    Step k turns ``t: (M, c_k, C_rest, O_done, r_{k-1})`` into ``(M, C_rest, O_done, o_k, r_k)``
-    by ``(M C_rest O_done, c_k r_{k-1}) @ (c_k r_{k-1}, o_k r_k)``; the right factor is the core
-    permuted, a constant of the graph (same numbers, same count as the core).
+    Step k turns ``t: (M, c_k, C_rest O_done, r_{k-1})`` by one Transpose into
+    ``(M, C_rest O_done, c_k r_{k-1})`` and by one MatMul with ``(c_k r_{k-1}, o_k r_k)`` (a single
+    GEMM over all ``M C_rest O_done`` rows) into ``(M, C_rest, O_done o_k, r_k)``; the right factor
+    is the core permuted, a constant of the graph (same numbers, same count as the core). With two
+    cores (``modes: 2``) the first core's columns are ``(r_1, o_1)``: the intermediate is then
+    ``(M, c_2 r_1, o_1)`` and one 3-D Transpose puts ``(c_2, r_1)`` last.
     """
 
     def __init__(self, tt):
@@ -85,23 +100,33 @@ class TtDenseOnnx(FactorizedDense):
         self.col_shape = list(tt.col_shape)
         if tt.bias is not None:
             self.bias.data.copy_(tt.bias.detach())
+        # two cores: the first one's columns (r_1, o_1), so that the step between the GEMMs is a 3-D
+        # Transpose (onnxruntime's fast single-axis case) instead of a 4-D one with r_1-element blocks
+        self.two = len(tt.cores) == 2
         self.mats = nn.ParameterList(
-            nn.Parameter(core.detach().permute(2, 0, 1, 3).reshape(core.shape[2] * core.shape[0], -1).clone())
-            for core in tt.cores)
+            nn.Parameter(core.detach().permute((2, 0, 3, 1) if self.two and k == 0 else (2, 0, 1, 3))
+                         .reshape(core.shape[2] * core.shape[0], -1).clone())
+            for k, core in enumerate(tt.cores))
         self.core_shapes = [tuple(c.shape) for c in tt.cores]
 
     def _patches(self, x: torch.Tensor) -> torch.Tensor:
         return patches(x, self.conv, self.in_features)
 
     def apply_rows(self, x: torch.Tensor) -> torch.Tensor:
+        if self.two:
+            (_, o1, c1, r1), (_, _, c2, _) = self.core_shapes
+            t = x.reshape(-1, c1, c2).transpose(1, 2) @ self.mats[0]  # (M, c_2, r_1 o_1)
+            t = t.reshape(-1, c2 * r1, o1).transpose(1, 2) @ self.mats[1]  # (M, o_1, c_2 r_1) -> (M, o_1, o_2)
+            return t.reshape(-1, self.out_features)
         c_rest, o_done = self.in_features, 1
-        t = x.reshape(-1, 1, c_rest, 1, 1)  # (M, c, C_rest, O_done, r)
+        t = x  # (M, c_1, C_rest): O_done = r_0 = 1
         for mat, (r, o, c, s) in zip(self.mats, self.core_shapes):
             c_rest //= c
-            t = t.reshape(-1, c, c_rest, o_done, r).permute(0, 2, 3, 1, 4)  # (M, C_rest, O_done, c, r)
-            t = t.reshape(-1, c * r) @ mat  # (M C_rest O_done, o s)
+            rest = c_rest * o_done
+            if rest > 1:  # (M, c, C_rest O_done, r) -> (M, C_rest O_done, c, r): one Transpose
+                t = (t.reshape(-1, c, rest) if r == 1 else t.reshape(-1, c, rest, r)).transpose(1, 2)
+            t = t.reshape(-1, rest, c * r) @ mat  # (M, C_rest O_done, o s): one GEMM over all rows
             o_done *= o
-            t = t.reshape(-1, c_rest, o_done, s)  # (M, C_rest, O_done*o, s)
         return t.reshape(-1, self.out_features)
 
 
@@ -132,6 +157,161 @@ class DnnOnnx(nn.Module):
         return lp.masked_fill(~valid[:, :, None], -math.log(d.num_tokens)), out_lens
 
 
+def _out_frames(n: torch.Tensor, kernel: int, dilation: int, stride: int, pad: tuple[int, int]) -> torch.Tensor:
+    """Output frames of a conv for ``n`` input frames (a tensor: traced), ``floor((n + c) / stride) + 1`` with
+    ``c = pad - dilation (kernel - 1) - 1``, in as few graph nodes as the constants allow: none for a
+    stride-1 conv that keeps the length, an Add for one that does not, a truncating Div (exact when its
+    numerator cannot be negative, as for every Kaldi context: ``c >= -1``) rather than the dozen
+    nodes of ``torch.div(rounding_mode="floor")``."""
+    c = pad[0] + pad[1] - dilation * (kernel - 1) - 1
+    if stride == 1:
+        return n + (c + 1) if c + 1 else n
+    if c + stride >= 0:
+        return torch.div(n + (c + stride), stride, rounding_mode="trunc")
+    return torch.div(n + c, stride, rounding_mode="floor") + 1
+
+
+def im2col(h: torch.Tensor, kernel: int, dilation: int, stride: int, pad: tuple[int, int],
+           channel_major: bool = False) -> torch.Tensor:
+    """Time-major im2col: ``h: (N, T, C) -> (N, T', K C)``, the K taps of each output frame side by side,
+    tap-major (column ``k C + c``: one Concat of K time slices, each copying whole frames) or with
+    ``channel_major`` in the column order ``c K + k`` of the factorised layers (the slices stacked on
+    a new last axis, about as cheap; a Transpose of tap-major rows, with its 3-element blocks, is
+    not, nor is the ``(N, C, T', K)`` stack of channel-major activations that PyTorch unfolds)."""
+    if pad[0] or pad[1]:
+        h = nn.functional.pad(h, (0, 0, pad[0], pad[1]))
+    if kernel == 1 and stride == 1:
+        return h
+    t_out = _out_frames(h.shape[1], kernel, dilation, stride, (0, 0))
+    cols = [h.narrow(1, i * dilation, (t_out - 1) * stride + 1) for i in range(kernel)]
+    if stride > 1:
+        cols = [c[:, ::stride] for c in cols]
+    if kernel == 1:
+        return cols[0]
+    if channel_major:
+        return torch.stack(cols, dim=3).flatten(2)
+    return torch.cat(cols, dim=2)
+
+
+def _tap_major(conv: nn.Conv1d) -> torch.Tensor:
+    """A Conv1d weight ``(out, C, K)`` as the ``(K C, out)`` right factor of :func:`im2col` rows (same numbers)."""
+    if conv.groups != 1 or not isinstance(conv.padding, tuple):
+        raise ValueError("only ungrouped Conv1d with numeric padding exports time-major")
+    w = conv.weight.detach()
+    return w.permute(2, 1, 0).reshape(w.shape[2] * w.shape[1], w.shape[0]).clone()
+
+
+class ConvRows(nn.Module):
+    """A Conv1d-like layer on time-major input, ``(N, T, C) -> (N, T', out)``: :func:`im2col`, then MatMuls.
+
+    ``nn.Conv1d``: one MatMul by its weight as ``(K C, out)``; :class:`~asrcomp.nnet.factorized.LowRankConv1d`:
+    two, by ``b`` as ``(K C, rank)`` and ``a`` as ``(rank, out)``; a conv
+    :class:`~asrcomp.nnet.factorized.FactorizedDense` (export-friendly, see :func:`export_friendly`): its
+    ``apply_rows`` on channel-major im2col rows. ONNX MatMul rather than Conv because onnxruntime's
+    dynamic int8 turns MatMul into a fast MatMulInteger but Conv into ConvInteger, several times
+    slower than the float Conv. ``pad``: zero frames (left, right) added to the layer's own padding.
+    """
+
+    def __init__(self, conv: nn.Module, pad: tuple[int, int] = (0, 0)):
+        super().__init__()
+        self.rows = self.second = None
+        if isinstance(conv, LowRankConv1d):
+            first, self.second = conv.b, nn.Parameter(conv.a.weight.detach()[:, :, 0].T.clone())
+            bias = conv.a.bias
+        elif isinstance(conv, nn.Conv1d):
+            first, bias = conv, conv.bias
+        elif isinstance(conv, FactorizedDense) and conv.conv is not None:
+            first, bias, self.rows = None, conv.bias, conv
+            g = conv.conv
+            k, d, st, p = g["kernel"], g["dilation"], g["stride"], g["padding"]
+        else:
+            raise TypeError(f"cannot export a {type(conv).__name__} time-major")
+        if first is not None:
+            self.weight = nn.Parameter(_tap_major(first))
+            k, d, st, p = first.kernel_size[0], first.dilation[0], first.stride[0], first.padding[0]
+        self.kernel, self.dilation, self.stride, self.pad = k, d, st, (p + pad[0], p + pad[1])
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+
+    def out_lens(self, lens: torch.Tensor) -> torch.Tensor:
+        return _out_frames(lens, self.kernel, self.dilation, self.stride, self.pad)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = im2col(h, self.kernel, self.dilation, self.stride, self.pad, channel_major=self.rows is not None)
+        if self.rows is None:
+            y = x @ self.weight
+            if self.second is not None:
+                y = y @ self.second
+        else:
+            y = self.rows.apply_rows(x.reshape(-1, self.rows.in_features)).reshape(h.shape[0], -1,
+                                                                                  self.rows.out_features)
+        return y + self.bias if self.bias is not None else y
+
+
+def _bn_affine(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BatchNorm as ``x * scale + shift`` over the last axis."""
+    if bn.running_mean is None:
+        raise ValueError("BatchNorm without running statistics cannot be exported")
+    scale = torch.rsqrt(bn.running_var.detach() + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach()
+    shift = -bn.running_mean.detach() * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach()
+    return scale.clone(), shift.clone()
+
+
+class TdnnOnnx(nn.Module):
+    """:class:`~asrcomp.nnet.tdnn.Tdnn` or :class:`~asrcomp.nnet.tdnnf.Tdnnf` (eval mode) computed time-major.
+
+    The PyTorch models run ``(N, C, T)`` for Conv1d; here every layer keeps ``(N, T, C)`` (the
+    graph's input and output layout), so the graph has no layout Transposes, each conv is
+    :class:`ConvRows` (im2col + MatMul), BatchNorm a per-channel ``* scale + shift``, and the
+    lengths and padding mask are recomputed only where a layer changes the length. The same
+    function: padding frames are zeroed after every layer as the models do.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.convs = nn.ModuleList()
+        for i, layer in enumerate(model.layers):
+            scale, shift = _bn_affine(layer.bn)
+            self.register_buffer(f"scale{i}", scale)
+            self.register_buffer(f"shift{i}", shift)
+            if isinstance(layer, TdnnfLayer):
+                self.convs.append(nn.ModuleList([ConvRows(layer.linear, layer.pad_linear),
+                                                 ConvRows(layer.affine, layer.pad_affine)]))
+            elif isinstance(layer, TdnnLayer):
+                conv = ConvRows(layer.conv)
+                want = (layer.kernel, layer.dilation, layer.stride, (layer.padding, layer.padding))
+                if (conv.kernel, conv.dilation, conv.stride, conv.pad) != want:
+                    raise ValueError(f"layer {i}: its conv's geometry differs from the layer's {want}")
+                self.convs.append(conv)
+            else:
+                raise TypeError(f"cannot export a {type(layer).__name__} time-major")
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        pad = (torch.arange(x.shape[1])[None, :] >= x_lens[:, None])[:, :, None]  # (N, T, 1): padding frames
+        h, lens = x.masked_fill(pad, 0.0), x_lens
+        for i, (layer, conv) in enumerate(zip(m.layers, self.convs)):
+            scale, shift = getattr(self, f"scale{i}"), getattr(self, f"shift{i}")
+            if isinstance(layer, TdnnfLayer):  # length kept
+                b = conv[0](h).masked_fill(pad, 0.0)  # the affine factor reads t+s: padding zero
+                y = torch.relu(conv[1](b)) * scale + shift
+                h = (layer.bypass_scale * h + y).masked_fill(pad, 0.0)
+                continue
+            y = torch.relu(conv(h)) * scale + shift
+            new = conv.out_lens(lens)
+            if new is not lens:
+                lens = new
+                pad = (torch.arange(y.shape[1])[None, :] >= lens[:, None])[:, :, None]
+            h = y.masked_fill(pad, 0.0)
+        if getattr(m, "prefinal", None) is not None:
+            h = m.prefinal(h)
+        return m.output(h).float().log_softmax(dim=-1), lens
+
+
 class DeployModel(nn.Module):
     """What ``model.onnx`` computes: CMVN, the acoustic model, then scale and blank penalty.
 
@@ -141,9 +321,13 @@ class DeployModel(nn.Module):
 
     def __init__(self, model: nn.Module, mean: np.ndarray | None = None, std: np.ndarray | None = None,
                  acoustic_scale: float = 1.0, blank_penalty: float = 0.0, utterance_cmvn: bool = False,
-                 norm_vars: bool = True):
+                 norm_vars: bool = True, export_form: bool = True):
         super().__init__()
-        self.net = DnnOnnx(model) if type(model).__name__ == "Dnn" else model
+        self.net = model
+        if export_form and type(model).__name__ == "Dnn":
+            self.net = DnnOnnx(model)
+        elif export_form and isinstance(model, (Tdnn, Tdnnf)):
+            self.net = TdnnOnnx(model)
         self.num_tokens = model.num_tokens
         self.utterance_cmvn, self.norm_vars = bool(utterance_cmvn), bool(norm_vars)
         self.cmvn = mean is not None
@@ -327,9 +511,9 @@ def export_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, cmvn_dir: st
             if not feats.get("norm_vars", True):
                 std = np.ones_like(std)
             cmvn_info = {"type": "global", "from": str(cmvn_dir), "frames": frames, "replaces": mode}
-        deploy = DeployModel(export_friendly(model), mean, std, acoustic_scale, blank_penalty,
-                             utterance_cmvn=cmvn_info["type"] == "utterance",
-                             norm_vars=feats.get("norm_vars", True)).eval()
+        cmvn_args = dict(mean=mean, std=std, acoustic_scale=acoustic_scale, blank_penalty=blank_penalty,
+                         utterance_cmvn=cmvn_info["type"] == "utterance", norm_vars=feats.get("norm_vars", True))
+        deploy = DeployModel(export_friendly(model), **cmvn_args).eval()
         out_dir.mkdir(parents=True, exist_ok=True)
         x = torch.randn(2, 41, model.feat_dim) * 3 + (torch.as_tensor(mean, dtype=torch.float32) if mean is not None else 0)
         x_lens = torch.tensor([41, 23])
@@ -354,7 +538,8 @@ def export_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, cmvn_dir: st
         with atomic_path(out_dir / ONNX_NAME) as tmp:
             onnx.save(proto, tmp)
         if check:
-            _check_same(deploy, out_dir / ONNX_NAME, model.feat_dim, mean)
+            _check_same(DeployModel(model, **cmvn_args, export_form=False).eval(), out_dir / ONNX_NAME,
+                        model.feat_dim, mean)
         shutil.copyfile(src_dir / "tokens.txt", out_dir / "tokens.txt")
         if (src_dir / "bpe.model").is_file():
             shutil.copyfile(src_dir / "bpe.model", out_dir / "bpe.model")
@@ -399,7 +584,8 @@ def _session(onnx_path, threads: int = 1):
 
 
 def _check_same(deploy: nn.Module, onnx_path: Path, feat_dim: int, mean, tol: float = 1e-3) -> None:
-    """onnxruntime's log-probs on a fresh padded batch must equal PyTorch's on the valid frames."""
+    """onnxruntime's log-probs on a fresh padded batch must equal PyTorch's (``deploy``: the model's own
+    forward) on the valid frames."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(3, 67, feat_dim, generator=g) * 3
     if mean is not None:
@@ -531,7 +717,8 @@ def quantize(src: str | os.PathLike, out_dir: str | os.PathLike, mode: str = "dy
     """int8 weights of an exported ONNX dir.
 
     ``dynamic``: onnxruntime's ``quantize_dynamic`` (int8 weights, activations quantised per
-    call: MatMulInteger / ConvInteger). ``static``: QDQ int8 weights and activations, the
+    call: MatMulInteger; a Conv would be a ConvInteger, slower than the float Conv, hence the
+    time-major TDNN export has none). ``static``: QDQ int8 weights and activations, the
     activation ranges calibrated (MinMax) on ``calib_utts`` utterances of ``calib_dir``
     (training features). ``per_channel``: one scale per output channel.
     """
@@ -547,6 +734,12 @@ def quantize(src: str | os.PathLike, out_dir: str | os.PathLike, mode: str = "dy
     meta = _copy_dir_files(src, out_dir)
     if meta["onnx"].get("quantization", "none") != "none" or "float16" in str(meta["onnx"].get("dtype")):
         raise InputError(src, "is already quantised or fp16", fix="quantise the float32 export")
+    import onnx
+
+    if any(n.op_type == "Conv" for n in onnx.load(str(src / ONNX_NAME), load_external_data=False).graph.node):
+        log.warning("%s has Conv nodes: int8 turns them into ConvInteger, which onnxruntime runs several times "
+                    "slower than the float Conv; re-export it with this asrcomp (TDNNs export convs as MatMuls)",
+                    src / ONNX_NAME)
     with tempfile.TemporaryDirectory() as td, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pre = Path(td) / "pre.onnx"
@@ -561,8 +754,6 @@ def quantize(src: str | os.PathLike, out_dir: str | os.PathLike, mode: str = "dy
                             quant_format=QuantFormat.QDQ, op_types_to_quantize=ops, per_channel=per_channel,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-        import onnx
-
         proto = onnx.load(str(out))
         _set_metadata(proto, dict(read_metadata(src / ONNX_NAME), quantization=f"int8-{mode}"))
         with atomic_path(out_dir / ONNX_NAME) as tmp:

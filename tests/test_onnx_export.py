@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -22,6 +23,8 @@ V = 12
 TDNN = dict(type="tdnn", feat_dim=80, num_tokens=V, hidden_dim=48,
             contexts=[[-2, -1, 0, 1, 2], [-1, 0, 1], [-3, 0, 3]], subsample_at=1, subsampling_factor=3)
 DNN = dict(type="dnn", feat_dim=80, num_tokens=V, hidden_dim=48, num_layers=2, splice=2, subsampling_factor=3)
+TDNNF = dict(type="tdnnf", feat_dim=80, num_tokens=V, hidden_dim=32, bottleneck_dim=8, input_contexts=[[-1, 0, 1]],
+             subsample_at=0, subsampling_factor=3, time_strides=[1, 0, 2], prefinal_dim=8)
 NO_CMVN = {"cmvn": "none"}
 
 
@@ -57,6 +60,10 @@ def _tt(m):
     apply_tensorization(m, "tt", layers=r"layers\.[12]\.conv", shapes="8x6,12x12", ranks=6)
 
 
+def _tt3(m):
+    apply_tensorization(m, "tt", layers=r"layers\.[12]\.conv", shapes="4x3x4,4x6x6", ranks=4)
+
+
 def _dnn_tt(m):
     apply_tensorization(m, "tt", layers=r"layers\.1\.linear", shapes="8x6,8x6", ranks=4)
 
@@ -79,12 +86,24 @@ def _ort_vs_torch(model_dir, onnx_dir, lens=(121, 64, 10)):
     out, out_lens = _session(onnx_dir / "model.onnx").run(None, {"x": x.numpy(), "x_lens": x_lens.numpy()})
     assert out_lens.tolist() == ref_lens.tolist()
     assert out.shape[2] == V
-    return max(float(np.abs(out[n, :k] - ref[n, :k].numpy()).max()) for n, k in enumerate(out_lens.tolist()))
+    return max(float(np.abs(out[n, :k] - ref[n, :k].numpy()).max()) for n, k in enumerate(out_lens.tolist()) if k)
 
 
-@pytest.mark.parametrize("arch,factorise", [(TDNN, None), (DNN, None), (TDNN, _svd), (TDNN, _tt), (TDNN, _tucker),
-                                            (TDNN, _cp), (DNN, _dnn_tt)],
-                         ids=["tdnn", "dnn", "svd", "tt", "tucker", "cp", "dnn-tt"])
+def _runtime_ops(onnx_path, tmp_path) -> Counter:
+    """The op types of the graph onnxruntime runs (after its basic optimisations: constants folded)."""
+    import onnx
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    return Counter(n.op_type for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node)
+
+
+@pytest.mark.parametrize("arch,factorise", [(TDNN, None), (DNN, None), (TDNN, _svd), (TDNN, _tt), (TDNN, _tt3),
+                                            (TDNN, _tucker), (TDNN, _cp), (DNN, _dnn_tt)],
+                         ids=["tdnn", "dnn", "svd", "tt", "tt3", "tucker", "cp", "dnn-tt"])
 def test_onnx_equals_pytorch_and_stays_factorised(tmp_path, arch, factorise):
     src = _model_dir(tmp_path, arch, "m", factorise)
     out = export_onnx(src, tmp_path / "onnx")
@@ -110,6 +129,39 @@ def test_onnx_equals_pytorch_and_stays_factorised(tmp_path, arch, factorise):
     if arch is TDNN:
         n_dense = sum(math.prod(s) == 48 * 48 * 3 for s in rep["shapes"])
         assert n_dense == (2 if factorise is None else 1 if factorise is _svd else 0)
+
+
+@pytest.mark.parametrize("arch,factorise", [(TDNN, None), (TDNN, _svd), (TDNN, _tt), (TDNN, _tt3), (TDNN, _tucker),
+                                            (TDNNF, None)], ids=["tdnn", "svd", "tt", "tt3", "tucker", "tdnnf"])
+def test_tdnn_exports_time_major_with_matmuls(tmp_path, arch, factorise):
+    """TDNN / TDNN-F graphs are time-major: every conv an im2col + MatMul (no Conv, so dynamic int8 has
+    MatMulInteger, not onnxruntime's slow ConvInteger), no layout Transpose (a TT layer keeps its
+    chain's, one per core), and a padded batch with 1- and 0-frame rows is PyTorch's."""
+    src = _model_dir(tmp_path, arch, "m", factorise)
+    out = export_onnx(src, tmp_path / "onnx")
+    assert _ort_vs_torch(src, out, lens=(50, 1, 0)) < 1e-4
+    ops = _runtime_ops(out / "model.onnx", tmp_path)
+    rep = weight_report(out / "model.onnx")
+    assert ops["Conv"] == 0 and ops["MatMul"] + ops["Gemm"] == rep["nodes"]
+    if factorise is not _tucker:  # (Tucker's mode products are Transposes)
+        assert ops["Transpose"] == {_tt: 4, _tt3: 6}.get(factorise, 0)  # 2 TT layers x one per core
+    q = quantize(out, tmp_path / "int8")
+    qops = _runtime_ops(q / "model.onnx", tmp_path)
+    assert qops["ConvInteger"] == 0
+    assert qops["MatMulInteger"] == rep["nodes"] == weight_report(q / "model.onnx")["nodes"]
+
+
+def test_out_frames_is_pytorch_conv_length():
+    """The few-node length arithmetic of the time-major export is PyTorch's conv output length, 0 included."""
+    from asrcomp.nnet.tdnn import conv_out_lens
+    from asrcomp.onnx_export import _out_frames
+
+    lens = torch.arange(0, 40)
+    for kernel, dilation, stride, pad in [(5, 1, 1, (2, 2)), (3, 3, 1, (3, 3)), (3, 1, 3, (1, 1)), (2, 2, 1, (2, 0)),
+                                          (1, 1, 3, (0, 0)), (3, 2, 2, (0, 0)), (3, 1, 4, (1, 1))]:
+        want = conv_out_lens(lens + pad[0] + pad[1], kernel, stride, dilation, 0)
+        got = _out_frames(lens, kernel, dilation, stride, pad)
+        assert torch.equal(got, want), (kernel, dilation, stride, pad)
 
 
 def test_global_cmvn_is_baked_in(tmp_path):

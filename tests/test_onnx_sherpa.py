@@ -54,7 +54,7 @@ def test_sherpa_reproduces_asrcomp(quick_data, quick_tdnn, quick_onnx):
 
 
 def test_sherpa_runs_int8(quick_data, quick_onnx, tmp_path):
-    """sherpa-onnx runs the dynamic int8 model (MatMulInteger/ConvInteger) as onnxruntime does."""
+    """sherpa-onnx runs the dynamic int8 model (MatMulInteger: the TDNN convs export as MatMuls) as onnxruntime does."""
     graph, test = quick_data / "lang_bpe500_3gram", quick_data / "test"
     q = quantize(quick_onnx, tmp_path / "int8")
     ort8 = decode_onnx(q, test, graph)["tlg"]["wer"]
