@@ -160,14 +160,21 @@ class Tdnn(nn.Module):
         ``T' = floor((T - 1) / subsampling_factor) + 1``; frames of row n at or
         beyond ``out_lens[n]`` are padding (finite, but meaningless).
         """
-        check_input(x, x_lens, self.feat_dim)
-        x_lens = x_lens.to(x.device)
-        mask = lengths_to_mask(x_lens, x.shape[1])
-        h = x.masked_fill(~mask[:, :, None], 0.0).transpose(1, 2)  # (N, F, T); padding may hold anything
-        lens = x_lens
-        for layer in self.layers:
-            h, lens = layer(h, lens)
+        h, lens = run_layers(self.layers, x, x_lens, self.feat_dim)
         return self.output(h.transpose(1, 2)).float().log_softmax(dim=-1), lens
+
+
+def run_layers(layers: nn.ModuleList, x: torch.Tensor, x_lens: torch.Tensor, feat_dim: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x: (N, T, F)`` (checked), zeroed beyond ``x_lens``, through layers taking and returning
+    ``(h: (N, C, T), lens)`` -> the last layer's ``(N, C, T')`` and ``(N,)`` lengths."""
+    check_input(x, x_lens, feat_dim)
+    lens = x_lens.to(x.device)
+    mask = lengths_to_mask(lens, x.shape[1])
+    h = x.masked_fill(~mask[:, :, None], 0.0).transpose(1, 2)  # (N, F, T); padding may hold anything
+    for layer in layers:
+        h, lens = layer(h, lens)
+    return h, lens
 
 
 def check_input(x: torch.Tensor, x_lens: torch.Tensor, feat_dim: int) -> None:

@@ -47,7 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from asrcomp.nnet.tdnn import TdnnLayer, check_input, context_to_conv, lengths_to_mask, masked_batch_norm
+from asrcomp.nnet.tdnn import TdnnLayer, context_to_conv, lengths_to_mask, masked_batch_norm, run_layers
 
 DEFAULT_TDNNF = dict(
     type="tdnnf",
@@ -224,13 +224,7 @@ class Tdnnf(nn.Module):
         ``T' = floor((T - 1) / subsampling_factor) + 1`` (for symmetric input contexts);
         frames of row n at or beyond ``out_lens[n]`` are padding (finite, but meaningless).
         """
-        check_input(x, x_lens, self.feat_dim)
-        x_lens = x_lens.to(x.device)
-        mask = lengths_to_mask(x_lens, x.shape[1])
-        h = x.masked_fill(~mask[:, :, None], 0.0).transpose(1, 2)  # (N, F, T); padding may hold anything
-        lens = x_lens
-        for layer in self.layers:
-            h, lens = layer(h, lens)
+        h, lens = run_layers(self.layers, x, x_lens, self.feat_dim)
         h = h.transpose(1, 2)
         if self.prefinal is not None:
             h = self.prefinal(h)
