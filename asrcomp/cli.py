@@ -45,6 +45,14 @@ def _cmd_perturb_speed(a):
     log.info("%s: %d utterances, %d speakers (speeds %s)", a.dst_dir, len(d.utts), len(d.spk2utt), a.factors)
 
 
+def _cmd_subset_data_dir(a):
+    from asrcomp.subset import subset_data_dir
+
+    r = subset_data_dir(a.src_dir, a.out_dir, spk_list=a.spk_list, utt_list=a.utt_list,
+                        speakers_fraction=a.speakers_fraction, seed=a.seed, spk2group=a.spk2group)
+    print(r.text, end="")
+
+
 def _cmd_prepare_lang(a):
     from asrcomp.lang import prepare_lang
 
@@ -374,6 +382,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("src_dir")
     s.add_argument("dst_dir")
     s.set_defaults(func=_cmd_perturb_speed)
+
+    s = add("subset-data-dir", help="a data dir of chosen speakers or utterances (Kaldi's subset_data_dir.sh): "
+            "every table and the cut manifest filtered, speed copies sp<f>-<spk> chosen with <spk>")
+    how = s.add_mutually_exclusive_group(required=True)
+    how.add_argument("--spk-list", help="file of (base) speakers to keep, one a line")
+    how.add_argument("--utt-list", help="file of utterances to keep, one a line")
+    how.add_argument("--speakers-fraction", type=float, metavar="F",
+                     help="a seeded random fraction (0, 1] of the base speakers, within each spk2group group")
+    s.add_argument("--seed", type=int, default=0, help="of --speakers-fraction")
+    s.add_argument("--spk2group", help="groups of the speakers for --speakers-fraction (default: <src>/spk2group "
+                   "if present); e.g. train's for train_sp, so both choose the same speakers")
+    s.add_argument("src_dir")
+    s.add_argument("out_dir")
+    s.set_defaults(func=_cmd_subset_data_dir)
 
     s = add("prepare-lang", help="lexicon, tokens (phone|bpe), words, L_disambig.fst")
     s.add_argument("--token-type", choices=["phone", "bpe"], default="bpe")

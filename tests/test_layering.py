@@ -37,7 +37,7 @@ PKG = Path(__file__).resolve().parents[1] / "asrcomp"
 LAYERS = ["data", "lang", "nnet", "run", "compress", "app"]
 RANK = {  # module -> layer; a package prefix covers every module under it
     "asrcomp.utils": "data", "asrcomp.datadir": "data", "asrcomp.features": "data", "asrcomp.perturb": "data",
-    "asrcomp.sphere": "data",
+    "asrcomp.sphere": "data", "asrcomp.subset": "data",
     "asrcomp.lang": "lang", "asrcomp.lm": "lang", "asrcomp.graph": "lang", "asrcomp.dataset": "lang",
     "asrcomp.nnet": "nnet",
     "asrcomp.train": "run", "asrcomp.decode": "run", "asrcomp.decode_dir": "run", "asrcomp.score": "run",
