@@ -4,15 +4,21 @@ Each factor ``f`` gives a copy of every utterance played ``f`` times as fast: so
 effect changes tempo and pitch together (formants move as with a shorter or longer vocal
 tract) and resamples back to the original rate. Copies other than ``f = 1`` get utterance and
 speaker ids prefixed ``sp<f>-``, so each perturbed speaker has its own CMVN stats; ``wav.scp``
-entries become ``sox ... |`` pipes that ``make_fbank`` runs, so no audio is written.
+entries become ``sox ... |`` pipes that ``make_fbank`` runs, so no audio is written. The
+per-speaker tables (``spk2gender``, ``spk2age``, ``spk2group``) follow each copy's speaker ids, as
+Kaldi's script does for ``spk2gender``, so results by group and stratified subsets still work.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+from pathlib import Path
 
-from asrcomp.datadir import DataDir, read_data_dir, write_data_dir
+from asrcomp.datadir import DataDir, read_data_dir, read_table, write_data_dir, write_table
+
+# per-speaker tables copied to every speed copy's speaker
+SPEAKER_TABLES = ("spk2gender", "spk2age", "spk2group")
 
 
 def speed_prefix(factor: float) -> str:
@@ -31,7 +37,8 @@ def speed_perturbed_spec(spec: str, factor: float) -> str:
 
 def perturb_data_dir_speed(src: str | os.PathLike, dst: str | os.PathLike,
                            factors: list[float]) -> DataDir:
-    """Write ``dst``: the utterances of ``src`` once per speed factor (wav.scp, text, utt2spk, spk2utt).
+    """Write ``dst``: the utterances of ``src`` once per speed factor (wav.scp, text, utt2spk, spk2utt,
+    and those of :data:`SPEAKER_TABLES` that ``src`` has).
 
     Factors must be distinct and positive; include 1.0 to keep the original audio (3-way:
     ``[0.9, 1.0, 1.1]``). Features are not copied: run ``make_fbank`` on ``dst``.
@@ -47,4 +54,9 @@ def perturb_data_dir_speed(src: str | os.PathLike, dst: str | os.PathLike,
             wav_scp[p + utt] = speed_perturbed_spec(data.wav_scp[utt], f)
             text[p + utt] = data.text[utt]
             utt2spk[p + utt] = p + data.utt2spk[utt]
-    return write_data_dir(dst, wav_scp, text, utt2spk)
+    out = write_data_dir(dst, wav_scp, text, utt2spk)
+    for name in SPEAKER_TABLES:
+        if (Path(src) / name).is_file():
+            table = read_table(Path(src) / name)
+            write_table(Path(dst) / name, {speed_prefix(f) + spk: v for f in factors for spk, v in table.items()})
+    return out

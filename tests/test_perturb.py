@@ -16,6 +16,7 @@ def _peak_hz(x: np.ndarray, sr: int = 16000) -> float:
 
 
 def test_three_way_speed_perturbation_changes_tempo_and_pitch(tone_data_dir, tmp_path):
+    (tone_data_dir / "spk2group").write_text("spkA child\nspkB adult\n")
     dst = tmp_path / "data" / "train_sp"
     d = perturb_data_dir_speed(tone_data_dir, dst, [0.9, 1.0, 1.1])
     src = read_data_dir(tone_data_dir)
@@ -26,6 +27,10 @@ def test_three_way_speed_perturbation_changes_tempo_and_pitch(tone_data_dir, tmp
                                                    "spkA", "spkB"]
     assert d.text["sp1.1-spkB-002"] == src.text["spkB-002"]
     assert d.wav_scp["spkA-000"] == src.wav_scp["spkA-000"]
+    # speaker tables follow the copies' speaker ids; tables the source lacks are not invented
+    assert (dst / "spk2group").read_text().splitlines() == [
+        "sp0.9-spkA child", "sp0.9-spkB adult", "sp1.1-spkA child", "sp1.1-spkB adult", "spkA child", "spkB adult"]
+    assert not (dst / "spk2age").exists()
 
     # spkB-002: 1.0 s of 600 Hz. Speed f: 1/f as long, f times the pitch, same sample rate.
     orig = read_audio(d.wav_scp["spkB-002"], "spkB-002", dst / "wav.scp", None, 16000)
