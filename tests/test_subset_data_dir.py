@@ -61,7 +61,7 @@ def _features(d: Path, feat_dir: Path, seed: int) -> None:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict:
     """``train`` (10 speakers in 2 groups, spk2group, spk2gender written in reverse order,
-    utt2dur) and ``train_sp`` (its 3-way speed copies, no spk2group, as stage 1 makes it)."""
+    utt2dur) and ``train_sp`` (its 3-way speed copies, with spk2group copied by speed perturbation)."""
     from asrcomp.datadir import write_data_dir
 
     root = tmp_path_factory.mktemp("subset")
@@ -164,26 +164,30 @@ def test_train_and_train_sp_choose_the_same_base_speakers(corpus, tmp_path):
     train, train_sp = corpus["train"], corpus["train_sp"]
     for frac in (0.5, 0.25):
         t = subset_data_dir(train, tmp_path / f"t{frac}", speakers_fraction=frac, seed=3)
-        # train_sp has no spk2group (stage 1 writes none): train's gives the same strata
-        sp = subset_data_dir(train_sp, tmp_path / f"sp{frac}", speakers_fraction=frac, seed=3,
-                             spk2group=train / "spk2group")
+        # train_sp's own spk2group (speed perturbation copies it to each copy) gives train's strata
+        sp = subset_data_dir(train_sp, tmp_path / f"sp{frac}", speakers_fraction=frac, seed=3)
         assert t.speakers == sp.speakers
         # every speed copy of a chosen speaker, all its utterances
         spks = {ln.split()[1] for ln in _lines(tmp_path / f"sp{frac}" / "utt2spk")}
         assert spks == {p + s for s in t.speakers for p in ("", "sp0.9-", "sp1.1-")}
         _assert_exact_subset(train_sp, tmp_path / f"sp{frac}", _utts_of(train_sp, set(t.speakers)))
         assert "group child" in sp.text
-    # a spk2group keyed by the speed copies' own ids groups their base speakers the same
+    # a train_sp without spk2group (made before speed perturbation copied it): --spk2group gives
+    # the groups, keyed by the base speakers or by the speed copies' own ids
+    sp_old = tmp_path / "train_sp_old"
+    shutil.copytree(train_sp, sp_old)
+    (sp_old / "spk2group").unlink()
     sp_groups = tmp_path / "sp_spk2group"
     write_table(sp_groups, {p + s: g for s, g in GROUPS.items() for p in ("", "sp0.9-", "sp1.1-")})
-    again = subset_data_dir(train_sp, tmp_path / "again", speakers_fraction=0.25, seed=3, spk2group=sp_groups)
-    assert again.speakers == t.speakers
+    for groups in (train / "spk2group", sp_groups):
+        again = subset_data_dir(sp_old, tmp_path / "again", speakers_fraction=0.25, seed=3, spk2group=groups)
+        assert again.speakers == t.speakers
     # without groups on either side, too
     no_groups = tmp_path / "train_nogroups"
     shutil.copytree(train, no_groups)
     (no_groups / "spk2group").unlink()
     a = subset_data_dir(no_groups, tmp_path / "ng", speakers_fraction=0.5, seed=7)
-    b = subset_data_dir(train_sp, tmp_path / "ng_sp", speakers_fraction=0.5, seed=7)
+    b = subset_data_dir(sp_old, tmp_path / "ng_sp", speakers_fraction=0.5, seed=7)
     assert a.speakers == b.speakers and len(a.speakers) == 5
 
 
