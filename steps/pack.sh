@@ -7,7 +7,8 @@
 #                      <src-model-dir> <out-model-dir> [<train-data> <valid-data> <lang-dir>]
 # Deep Compression: optional magnitude pruning (+ retraining), k-means weight sharing
 # (+ centroid fine-tuning), Huffman coding (or ANS: --coder ans); writes <out-model-dir>/model.acz, pack_report.tsv
-# (the sizes with both coders) and a decodable model dir. Options left empty come from the config's 'pack:' section.
+# (the sizes with both coders) and a decodable model dir. Options left empty come from the config's
+# 'compress.pack:' section (or a top-level 'pack:').
 # --bits takes 5 or 'output=4,default=5' (regex on tensor names = bits, 1-16).
 # --prune-schedule agp: gradual pruning (Zhu & Gupta 2017) over the retraining instead of one step before it.
 # --target-bytes N: bits per tensor chosen from the measured validation-loss increase of each width so that

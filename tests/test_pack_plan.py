@@ -306,6 +306,20 @@ def test_seed_option_sets_the_training_seed(tmp_path):
     assert pcfg.seed == 7 and pcfg.prune_schedule == "agp"  # pack() applies pcfg.seed to the training
 
 
+def test_pack_reads_the_recipe_configs_compress_pack_section(tmp_path):
+    """steps/pack.sh --conf conf/default.yaml: the recipes keep pack's options under compress.pack."""
+    conf = tmp_path / "c.yaml"
+    conf.write_text(yaml.safe_dump({"train": {"lr": 0.002}, "compress": {"pack": {
+        "bits": 4, "prune_sparsity": 0.5, "prune_epochs": 3, "finetune_epochs": 2, "prune_schedule": "agp"}}}))
+    pcfg, tcfg = build_configs(str(conf), {"prune_epochs": 1})
+    assert (pcfg.bits, pcfg.prune_sparsity, pcfg.prune_epochs, pcfg.finetune_epochs, pcfg.prune_schedule) == \
+        (4, 0.5, 1, 2, "agp")  # flags still override
+    assert tcfg.lr == pytest.approx(0.0002)
+    # a top-level pack: section wins over compress.pack
+    conf.write_text(yaml.safe_dump({"pack": {"bits": 6}, "compress": {"pack": {"bits": 4}}}))
+    assert build_configs(str(conf), {})[0].bits == 6
+
+
 def test_chain_passes_pack_options_through_pack_sh(tmp_path):
     """compress_chain.sh's pack entry -> steps/pack.sh -> asrcomp pack flags (a stand-in asrcomp records them)."""
     steps = tmp_path / "steps"

@@ -242,9 +242,10 @@ def resolve(rules, name: str, fallback=None):
 
 
 def build_configs(conf: str | None, flags: dict, train_set: list[str] | None = None):
-    """``(PackConfig, TrainConfig)`` from a recipe config (``pack:`` and ``train:``) and flags."""
+    """``(PackConfig, TrainConfig)`` from a recipe config (``pack:``, or the recipes' ``compress.pack:``,
+    and ``train:``) and flags."""
     d = (yaml.safe_load(Path(conf).read_text()) if conf else {}) or {}
-    popts = dict(d.get("pack") or {})
+    popts = dict(d.get("pack") or (d.get("compress") or {}).get("pack") or {})
     popts.update({k: v for k, v in flags.items() if v is not None})
     where = conf or "pack options"
     pcfg = PackConfig.from_dict(popts, where=where)
