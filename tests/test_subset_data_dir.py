@@ -246,6 +246,8 @@ def test_a_stale_source_manifest_is_left_to_be_rebuilt(corpus, tmp_path):
         lines = f.readlines()
     with gzip.open(src / "feats_cuts.jsonl.gz", "wt") as f:
         f.writelines(lines[:-1])
+    # newer than the text touched above however fast this runs
+    os.utime(src / "feats_cuts.jsonl.gz", ns=(t + 2 * 10**9, t + 2 * 10**9))
     r = subset_data_dir(src, tmp_path / "out", speakers_fraction=1.0)
     assert "lacks 1 kept utterances" in r.text and not (tmp_path / "out" / "feats_cuts.jsonl.gz").exists()
     (src / "utt2num_frames").write_text("a1-000 many\n")
