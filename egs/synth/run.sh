@@ -68,7 +68,8 @@ fi
 
 last=$((8 + $(get_or chain "svd tt distill pack" | wc -w)))
 if [ $stage -le $last ] && [ $stop_stage -ge $last ] && [ "$config" = default ]; then
-  steps/write_results.sh --title "egs/synth results" --command "cd egs/synth && ./run.sh --config default (stages 0-$last)" $exp .
+  cmdline="cd egs/synth && ./run.sh --config default${models:+ --models '$models'}"
+  steps/write_results.sh --title "egs/synth results" --command "$cmdline (stages 0-$last)" $exp .
 fi
 
 log "done"
