@@ -10,7 +10,7 @@ import torch
 pytest.importorskip("nncodec.nnc_core")
 
 from asrcomp.modeldir import load_model_dir, read_model_yaml  # noqa: E402
-from tests.tiny_corpus import make_random_model_dir  # noqa: E402
+from tests.tiny_corpus import make_random_model_dir, reference_forward  # noqa: E402
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "nncodec_peer.py"
 
@@ -29,11 +29,7 @@ def src_dir(tmp_path):
 
 
 def test_round_trip(bench, src_dir, tmp_path):
-    src, _ = load_model_dir(src_dir)
-    sd = src.state_dict()
-    x, lens = torch.randn(2, 60, 20), torch.tensor([60, 41])
-    with torch.no_grad():
-        ref, _ = src(x, lens)
+    _, sd, x, lens, ref = reference_forward(src_dir)
     sizes = {}
     for qp in (-20, -32):
         out = tmp_path / f"qp{qp}"

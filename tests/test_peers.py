@@ -7,7 +7,7 @@ import torch
 from asrcomp.compress.peers import load_peer, make_peer
 from asrcomp.modeldir import load_model_dir, read_model_yaml
 from asrcomp.utils import InputError
-from tests.tiny_corpus import make_random_model_dir
+from tests.tiny_corpus import make_random_model_dir, reference_forward
 
 
 @pytest.fixture
@@ -16,11 +16,7 @@ def src_dir(tmp_path):
 
 
 def test_fp16_and_int8_peers(src_dir, tmp_path):
-    src, _ = load_model_dir(src_dir)
-    sd = src.state_dict()
-    x, lens = torch.randn(2, 60, 20), torch.tensor([60, 41])
-    with torch.no_grad():
-        ref, _ = src(x, lens)
+    _, sd, x, lens, ref = reference_forward(src_dir)
     sizes = {}
     for kind in ("fp16", "int8"):
         out = make_peer(src_dir, tmp_path / kind, kind)

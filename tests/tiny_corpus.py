@@ -12,7 +12,7 @@ import yaml
 
 from asrcomp.datadir import write_data_dir
 from asrcomp.lang import load_lang
-from asrcomp.modeldir import save_model_dir
+from asrcomp.modeldir import load_model_dir, save_model_dir
 from asrcomp.nnet import build_model
 from asrcomp.train import TrainConfig
 
@@ -87,3 +87,13 @@ def make_random_model_dir(root: Path, loud_channel: bool = False) -> Path:
     (root / "lang/tokens.txt").write_text("".join(f"t{i} {i}\n" for i in range(11)))
     return save_model_dir(root / "src", model, root / "lang/tokens.txt", features={"num_mel_bins": 20},
                           history=[{"stage": "train"}])
+
+
+def reference_forward(model_dir: Path):
+    """The model of ``model_dir``, its state dict, a random batch ``x: (2, 60, 20)``, ``lens`` and
+    the model's output on it: what a compressed copy of the model is compared with."""
+    model, _ = load_model_dir(model_dir)
+    x, lens = torch.randn(2, 60, 20), torch.tensor([60, 41])
+    with torch.no_grad():
+        ref, _ = model(x, lens)
+    return model, model.state_dict(), x, lens, ref
