@@ -44,6 +44,10 @@ so the TT model was slower than the dense one; and dynamic int8 turned every Con
 ConvInteger, about 3x slower than the float Conv, where a MatMul becomes a MatMulInteger
 about 2.5x faster than the float MatMul. Time-major, the only Transposes left are the TT
 chain's (2 per TT layer, cheap), and the length arithmetic is a few nodes, not a dozen per layer.
+A TT conv layer's in-modes index its in-major columns ``c K + k``: with modes ``(C, K)`` (e.g.
+``384x3``) its first GEMM reads the tap-major im2col rows as they are, ``(M, K, C)``, one
+Transpose per layer; any other split needs the channel-major interleave of the taps (a Concat of
+1-element blocks) and a Transpose, which in dynamic int8 cost more than the TT saves in GEMMs.
 """
 
 from __future__ import annotations
@@ -112,12 +116,16 @@ class TtDenseOnnx(FactorizedDense):
     def _patches(self, x: torch.Tensor) -> torch.Tensor:
         return patches(x, self.conv, self.in_features)
 
+    @property
+    def tap_major(self) -> bool:
+        """Whether a conv layer's in-modes are ``(C, K)``: its first GEMM then reads tap-major im2col rows
+        as they are, ``(M, K, C)``, with no channel-major interleave and no Transpose (:class:`ConvRows`)."""
+        return self.two and self.conv is not None and self.col_shape[1] == self.conv["kernel"]
+
     def apply_rows(self, x: torch.Tensor) -> torch.Tensor:
         if self.two:
-            (_, o1, c1, r1), (_, _, c2, _) = self.core_shapes
-            t = x.reshape(-1, c1, c2).transpose(1, 2) @ self.mats[0]  # (M, c_2, r_1 o_1)
-            t = t.reshape(-1, c2 * r1, o1).transpose(1, 2) @ self.mats[1]  # (M, o_1, c_2 r_1) -> (M, o_1, o_2)
-            return t.reshape(-1, self.out_features)
+            c1, c2 = self.col_shape
+            return self.apply_tap_rows(x.reshape(-1, c1, c2).transpose(1, 2))
         c_rest, o_done = self.in_features, 1
         t = x  # (M, c_1, C_rest): O_done = r_0 = 1
         for mat, (r, o, c, s) in zip(self.mats, self.core_shapes):
@@ -127,6 +135,14 @@ class TtDenseOnnx(FactorizedDense):
                 t = (t.reshape(-1, c, rest) if r == 1 else t.reshape(-1, c, rest, r)).transpose(1, 2)
             t = t.reshape(-1, rest, c * r) @ mat  # (M, C_rest O_done, o s): one GEMM over all rows
             o_done *= o
+        return t.reshape(-1, self.out_features)
+
+    def apply_tap_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Two cores: ``x`` the rows with the in-modes swapped, ``(M, c_2, c_1)`` (for a :attr:`tap_major`
+        conv, its tap-major im2col rows ``(M, K C)``) -> ``(M, out)``."""
+        (_, o1, c1, r1), (_, _, c2, _) = self.core_shapes
+        t = x.reshape(-1, c2, c1) @ self.mats[0]  # (M, c_2, r_1 o_1)
+        t = t.reshape(-1, c2 * r1, o1).transpose(1, 2) @ self.mats[1]  # (M, o_1, c_2 r_1) -> (M, o_1, o_2)
         return t.reshape(-1, self.out_features)
 
 
@@ -236,14 +252,15 @@ class ConvRows(nn.Module):
         return _out_frames(lens, self.kernel, self.dilation, self.stride, self.pad)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        x = im2col(h, self.kernel, self.dilation, self.stride, self.pad, channel_major=self.rows is not None)
+        tap_major = self.rows is None or getattr(self.rows, "tap_major", False)
+        x = im2col(h, self.kernel, self.dilation, self.stride, self.pad, channel_major=not tap_major)
         if self.rows is None:
             y = x @ self.weight
             if self.second is not None:
                 y = y @ self.second
         else:
-            y = self.rows.apply_rows(x.reshape(-1, self.rows.in_features)).reshape(h.shape[0], -1,
-                                                                                  self.rows.out_features)
+            rows = self.rows.apply_tap_rows if tap_major else self.rows.apply_rows
+            y = rows(x.reshape(-1, self.rows.in_features)).reshape(h.shape[0], -1, self.rows.out_features)
         return y + self.bias if self.bias is not None else y
 
 

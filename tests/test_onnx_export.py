@@ -60,6 +60,10 @@ def _tt(m):
     apply_tensorization(m, "tt", layers=r"layers\.[12]\.conv", shapes="8x6,12x12", ranks=6)
 
 
+def _tt_tap(m):  # in-modes (C, K): the export's tap-major path
+    apply_tensorization(m, "tt", layers=r"layers\.[12]\.conv", shapes="8x6,48x3", ranks=6)
+
+
 def _tt3(m):
     apply_tensorization(m, "tt", layers=r"layers\.[12]\.conv", shapes="4x3x4,4x6x6", ranks=4)
 
@@ -101,9 +105,9 @@ def _runtime_ops(onnx_path, tmp_path) -> Counter:
     return Counter(n.op_type for n in onnx.load(str(tmp_path / "optimised.onnx")).graph.node)
 
 
-@pytest.mark.parametrize("arch,factorise", [(TDNN, None), (DNN, None), (TDNN, _svd), (TDNN, _tt), (TDNN, _tt3),
-                                            (TDNN, _tucker), (TDNN, _cp), (DNN, _dnn_tt)],
-                         ids=["tdnn", "dnn", "svd", "tt", "tt3", "tucker", "cp", "dnn-tt"])
+@pytest.mark.parametrize("arch,factorise", [(TDNN, None), (DNN, None), (TDNN, _svd), (TDNN, _tt), (TDNN, _tt_tap),
+                                            (TDNN, _tt3), (TDNN, _tucker), (TDNN, _cp), (DNN, _dnn_tt)],
+                         ids=["tdnn", "dnn", "svd", "tt", "tt-tap", "tt3", "tucker", "cp", "dnn-tt"])
 def test_onnx_equals_pytorch_and_stays_factorised(tmp_path, arch, factorise):
     src = _model_dir(tmp_path, arch, "m", factorise)
     out = export_onnx(src, tmp_path / "onnx")
@@ -131,12 +135,14 @@ def test_onnx_equals_pytorch_and_stays_factorised(tmp_path, arch, factorise):
         assert n_dense == (2 if factorise is None else 1 if factorise is _svd else 0)
 
 
-@pytest.mark.parametrize("arch,factorise", [(TDNN, None), (TDNN, _svd), (TDNN, _tt), (TDNN, _tt3), (TDNN, _tucker),
-                                            (TDNNF, None)], ids=["tdnn", "svd", "tt", "tt3", "tucker", "tdnnf"])
+@pytest.mark.parametrize("arch,factorise", [(TDNN, None), (TDNN, _svd), (TDNN, _tt), (TDNN, _tt_tap), (TDNN, _tt3),
+                                            (TDNN, _tucker), (TDNNF, None)],
+                         ids=["tdnn", "svd", "tt", "tt-tap", "tt3", "tucker", "tdnnf"])
 def test_tdnn_exports_time_major_with_matmuls(tmp_path, arch, factorise):
     """TDNN / TDNN-F graphs are time-major: every conv an im2col + MatMul (no Conv, so dynamic int8 has
     MatMulInteger, not onnxruntime's slow ConvInteger), no layout Transpose (a TT layer keeps its
-    chain's, one per core), and a padded batch with 1- and 0-frame rows is PyTorch's."""
+    chain's, one per core, or one per layer where its in-modes are (C, K) and the first core reads the
+    tap-major im2col rows as they are), and a padded batch with 1- and 0-frame rows is PyTorch's."""
     src = _model_dir(tmp_path, arch, "m", factorise)
     out = export_onnx(src, tmp_path / "onnx")
     assert _ort_vs_torch(src, out, lens=(50, 1, 0)) < 1e-4
@@ -144,7 +150,7 @@ def test_tdnn_exports_time_major_with_matmuls(tmp_path, arch, factorise):
     rep = weight_report(out / "model.onnx")
     assert ops["Conv"] == 0 and ops["MatMul"] + ops["Gemm"] == rep["nodes"]
     if factorise is not _tucker:  # (Tucker's mode products are Transposes)
-        assert ops["Transpose"] == {_tt: 4, _tt3: 6}.get(factorise, 0)  # 2 TT layers x one per core
+        assert ops["Transpose"] == {_tt: 4, _tt_tap: 2, _tt3: 6}.get(factorise, 0)  # 2 TT layers x one per core
     q = quantize(out, tmp_path / "int8")
     qops = _runtime_ops(q / "model.onnx", tmp_path)
     assert qops["ConvInteger"] == 0
