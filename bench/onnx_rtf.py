@@ -43,7 +43,12 @@ def _svd(m):
     apply_svd(m, "output", rank=12)
 
 
-def _tt(m):  # the recipe's modes at hidden 384, else the most balanced 2-mode split
+def _tt(m):  # the recipe's modes at hidden 384: in-modes (C, K), the graph's tap-major path
+    shapes = "4x96,384x3" if m.hidden_dim == 384 else f"4x{m.hidden_dim // 4},{m.hidden_dim}x3"
+    apply_tensorization(m, "tt", HIDDEN, modes=2, shapes=shapes, ranks=47 * m.hidden_dim // 384)
+
+
+def _tt_interleaved(m):  # the recipe's split before 2026-12-01: in-modes (288, 4) need the taps interleaved
     shapes = "4x96,288x4" if m.hidden_dim == 384 else None
     apply_tensorization(m, "tt", HIDDEN, modes=2, shapes=shapes, ranks=56 * m.hidden_dim // 384)
 
@@ -51,13 +56,14 @@ def _tt(m):  # the recipe's modes at hidden 384, else the most balanced 2-mode s
 VARIANTS = {  # the recipe's chain first (compress.svd, compress.tt), then other factorisations (--all)
     "baseline": [],
     "svd output r12": [_svd],
-    "tt 4x96,288x4 r56": [_tt],
+    "tt 4x96,384x3 r47": [_tt],
     "svd + tt (chain)": [_svd, _tt],
+    "tt 4x96,288x4 r56 (before)": [_tt_interleaved],
     "svd hidden r96": [lambda m: apply_svd(m, HIDDEN, rank=96)],
     "tucker-2 r96": [lambda m: apply_tensorization(m, "tucker", HIDDEN, ranks=[96, 96, 3])],
     "cp r64": [lambda m: apply_tensorization(m, "cp", HIDDEN, modes=2, ranks=64)],
 }
-DEFAULT = ["baseline", "svd output r12", "tt 4x96,288x4 r56", "svd + tt (chain)"]
+DEFAULT = ["baseline", "svd output r12", "tt 4x96,384x3 r47", "svd + tt (chain)", "tt 4x96,288x4 r56 (before)"]
 
 
 def _calib_dir(root: Path, n: int = 8) -> Path:

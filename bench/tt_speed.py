@@ -47,7 +47,7 @@ def main() -> None:
     cases = [("dense", None, None, None)]
     cases += [("svd", "svd", None, 57), ("tucker2", "tucker", ([384], [384, 3]), 80),
               ("tt d=3 balanced", "tt", ([8, 8, 6], [12, 12, 8]), 28), ("tt d=3 balanced", "tt", ([8, 8, 6], [12, 12, 8]), 8),
-              ("tt d=2 4x96,288x4", "tt", ([4, 96], [288, 4]), 56)]
+              ("tt d=2 4x96,288x4", "tt", ([4, 96], [288, 4]), 56), ("tt d=2 4x96,384x3", "tt", ([4, 96], [384, 3]), 47)]
     print(f"{'layer':22} {'rank':>5} {'weights':>8} {'MFLOP/frame':>11} {'rel.err':>7} {'fwd s':>6} {'fwd+bwd s':>9}")
     for name, method, shapes, rank in cases:
         if method is None:
