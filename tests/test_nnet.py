@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -108,6 +109,23 @@ def test_padded_batch_matches_each_utterance_alone(make):
             assert alone_len.item() == out_lens[i].item()
             m = alone_len.item()
             torch.testing.assert_close(lp[i, :m], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("make", [tiny_tdnn, tiny_dnn])
+def test_decode_padding_keeps_log_probs(make):
+    """Decoding runs each utterance padded to a multiple of ``pad_frames`` frames (fewer input
+    shapes for oneDNN to build convolutions for) and returns exactly the unpadded log-posteriors."""
+    from asrcomp.decode_dir import log_probs_of
+
+    model = randomise_bn(make()).eval()
+    for n in (37, 32, 5, 1):
+        x, _ = padded_batch([n], seed=n)
+        with torch.no_grad():
+            ref, _ = model(x, torch.tensor([n]))
+        for pad in (1, 32):
+            got = log_probs_of(model, x[0].numpy(), pad_frames=pad)
+            assert got.shape == ref[0].shape
+            np.testing.assert_allclose(got, ref[0].numpy(), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("make", [tiny_tdnn, tiny_dnn])
