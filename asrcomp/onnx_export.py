@@ -223,7 +223,8 @@ class ConvRows(nn.Module):
     ``nn.Conv1d``: one MatMul by its weight as ``(K C, out)``; :class:`~asrcomp.nnet.factorized.LowRankConv1d`:
     two, by ``b`` as ``(K C, rank)`` and ``a`` as ``(rank, out)``; a conv
     :class:`~asrcomp.nnet.factorized.FactorizedDense` (export-friendly, see :func:`export_friendly`): its
-    ``apply_rows`` on channel-major im2col rows. ONNX MatMul rather than Conv because onnxruntime's
+    ``apply_rows`` on channel-major im2col rows (a TT with modes ``(C, K)``: ``apply_tap_rows`` on
+    tap-major ones). ONNX MatMul rather than Conv because onnxruntime's
     dynamic int8 turns MatMul into a fast MatMulInteger but Conv into ConvInteger, several times
     slower than the float Conv. ``pad``: zero frames (left, right) added to the layer's own padding.
     """
@@ -246,20 +247,21 @@ class ConvRows(nn.Module):
             self.weight = nn.Parameter(_tap_major(first))
             k, d, st, p = first.kernel_size[0], first.dilation[0], first.stride[0], first.padding[0]
         self.kernel, self.dilation, self.stride, self.pad = k, d, st, (p + pad[0], p + pad[1])
+        # im2col column order: tap-major for the MatMul weights and for a TT with modes (C, K)
+        self.tap_major = self.rows is None or getattr(self.rows, "tap_major", False)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
 
     def out_lens(self, lens: torch.Tensor) -> torch.Tensor:
         return _out_frames(lens, self.kernel, self.dilation, self.stride, self.pad)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        tap_major = self.rows is None or getattr(self.rows, "tap_major", False)
-        x = im2col(h, self.kernel, self.dilation, self.stride, self.pad, channel_major=not tap_major)
+        x = im2col(h, self.kernel, self.dilation, self.stride, self.pad, channel_major=not self.tap_major)
         if self.rows is None:
             y = x @ self.weight
             if self.second is not None:
                 y = y @ self.second
         else:
-            rows = self.rows.apply_tap_rows if tap_major else self.rows.apply_rows
+            rows = self.rows.apply_tap_rows if self.tap_major else self.rows.apply_rows
             y = rows(x.reshape(-1, self.rows.in_features)).reshape(h.shape[0], -1, self.rows.out_features)
         return y + self.bias if self.bias is not None else y
 

@@ -8,6 +8,7 @@ import torch
 import yaml
 from torch import nn
 
+from asrcomp.decode_dir import log_probs_of
 from asrcomp.nnet import DEFAULT_DNN, DEFAULT_TDNN, Dnn, Tdnn, build_model, count_params, flops_per_second
 from asrcomp.nnet.dnn import splice_indices
 from asrcomp.nnet.tdnn import context_to_conv
@@ -115,8 +116,6 @@ def test_padded_batch_matches_each_utterance_alone(make):
 def test_decode_padding_keeps_log_probs(make):
     """Decoding runs each utterance padded to a multiple of ``pad_frames`` frames (fewer input
     shapes for oneDNN to build convolutions for) and returns exactly the unpadded log-posteriors."""
-    from asrcomp.decode_dir import log_probs_of
-
     model = randomise_bn(make()).eval()
     for n in (37, 32, 5, 1):
         x, _ = padded_batch([n], seed=n)
