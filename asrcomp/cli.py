@@ -234,7 +234,8 @@ def _cmd_pack(a):
                  prune_epochs=a.prune_epochs, finetune_epochs=a.finetune_epochs, lr=a.lr, index_bits=a.index_bits,
                  coder=a.coder, prune_schedule=a.prune_schedule, prune_initial_sparsity=a.prune_initial_sparsity,
                  prune_ramp_epochs=a.prune_ramp_epochs, prune_every=a.prune_every, target_bytes=a.target_bytes,
-                 bits_choices=a.bits_choices, sensitivity_batches=a.sensitivity_batches, seed=a.seed)
+                 bits_choices=a.bits_choices, sensitivity_batches=a.sensitivity_batches, seed=a.seed,
+                 fold_bn=a.fold_bn, small_bits=a.small_bits)
     pcfg, tcfg = build_configs(a.conf, flags, (a.set or []) + ([f"device={a.device}"] if a.device else [])
                                + ([f"start_epoch={a.start_epoch}"] if a.start_epoch is not None else []))
     pack(a.src_dir, a.out_dir, pcfg, tcfg, a.train_dir, a.valid_dir, a.lang_dir)
@@ -535,6 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bits-choices", help="widths --target-bytes chooses from (default '2,3,4,5,6'; or '2-6')")
     s.add_argument("--sensitivity-batches", type=int, help="validation batches of the sensitivity (default 4)")
     s.add_argument("--seed", type=int, help="training seed of the retraining and fine-tuning (default: the config's)")
+    s.add_argument("--fold-bn", action="store_true", default=None,
+                   help="fold batch-norm statistics into scale and shift before coding (default: the config's, off)")
+    s.add_argument("--small-bits", type=int, choices=[16, 8],
+                   help="biases and batch-norm vectors: float16 (16, default) or 8-bit codes on a power-of-two grid")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training option")
     s.add_argument("--device", help="auto | cpu | cuda")
     _add_start_epoch(s, " (pack: N > 1 is an epoch of the k-means fine-tuning)")

@@ -26,7 +26,10 @@ than 1024 elements is quantised; every other floating tensor (biases, batchnorm
 parameters and running statistics) is stored as float16 -- pack rounds them to float16
 itself before writing ``final.pt``, so the packed model dir and ``unpack`` agree bit for
 bit (a tensor that float16 cannot hold, |x| > 65504, stays float32); integer tensors are
-stored raw.
+stored raw. ``fold_bn`` first folds each batch norm's statistics into its scale and shift
+(:mod:`asrcomp.compress.bn_fold`); ``small_bits: 8`` then stores the constant tensors this
+leaves as one value each and the others as 8-bit codes on a power-of-two grid
+(:func:`asrcomp.compress.share.grid_codes`), rounding the model to that grid the same way.
 
 The options added after the first version (AGP, bit allocation, ``seed``) are written into the
 file's history only when set, so a pack under the original options writes the same bytes as
@@ -59,11 +62,12 @@ import yaml
 
 from asrcomp.compress.alloc import TABLE_NAME, device_of, format_table, plan_bits, sensitivity_batches, write_table
 from asrcomp.compress.ans import library_version
+from asrcomp.compress.bn_fold import fold_batch_norms
 from asrcomp.compress.kmeans import check_bits
 from asrcomp.compress.pack_format import CODERS, encode_state, payload_part, read_packed, write_packed
 from asrcomp.compress.pack_report import format_report, ratio_text, report_rows, write_report
 from asrcomp.compress.prune import GradualMaskHooks, MaskHooks, prune_model, sparsity_of
-from asrcomp.compress.share import quantised_names, round_small_to_half, share_weights
+from asrcomp.compress.share import SMALL_BITS, quantised_names, round_small, share_weights
 from asrcomp.modeldir import check_token_set, load_model_dir, save_model_dir
 from asrcomp.nnet import build_model
 from asrcomp.train import FitHooks, TrainConfig, fit
@@ -109,6 +113,11 @@ class PackConfig:
     bits_choices: str | int = "2,3,4,5,6"
     sensitivity_batches: int = 4  # validation batches the sensitivity is measured on
     seed: int | None = None  # training seed of the retraining and fine-tuning (default: the train config's)
+    # the tensors not shared: fold_bn folds batch-norm statistics into scale and shift (mean 0 and
+    # var 1 are then constants); small_bits 8 stores constants as one value and the rest as 8-bit
+    # codes on a power-of-two grid, 16 as float16
+    fold_bn: bool = False
+    small_bits: int = 16
 
     @classmethod
     def from_dict(cls, d: dict | None, where="pack config") -> "PackConfig":
@@ -135,6 +144,9 @@ class PackConfig:
         self._check_plan(where)
         if self.coder not in CODERS:
             raise InputError(where, f"unknown coder {self.coder!r}", fix="coder: huffman or ans")
+        if self.small_bits not in SMALL_BITS:
+            raise InputError(where, f"small_bits {self.small_bits!r} is not one of {SMALL_BITS}",
+                             fix="small_bits: 16 (float16) or 8")
 
     def _check_plan(self, where) -> None:
         bad = None
@@ -323,7 +335,7 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
         sub.append(str(out_dir / "quant"))
     model.cpu().eval()
     sh.after_step(model)  # exact ties (and zeros) whatever training did last
-    round_small_to_half(model, set(names))
+    _store_small(model, names, pcfg)
     state = model.state_dict()
 
     this = _history_entry(src_dir, options, bits, sparsity, sub)
@@ -374,6 +386,14 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     return out_dir
 
 
+def _store_small(model, names, pcfg: PackConfig) -> None:
+    """The tensors not shared, in place, as the file stores them (batch norms folded first, if asked)."""
+    if pcfg.fold_bn:
+        folded = fold_batch_norms(model)
+        log.debug("folded the statistics of %d batch norms", len(folded))
+    round_small(model, set(names), pcfg.small_bits)
+
+
 def _bpe(src_dir: Path) -> Path | None:
     bpe = src_dir / "bpe.model"
     return bpe if bpe.is_file() else None
@@ -393,7 +413,7 @@ def _encode(state, names, bits, pcfg: PackConfig, meta: dict, src_dir: Path, his
               "history": history, "bpe_model": None}
     if pcfg.coder == "ans":
         header.update(coder="ans", ans_library=library_version())
-    entries, pay, stats = encode_state(state, set(names), bits, pcfg.index_bits, pcfg.coder)
+    entries, pay, stats = encode_state(state, set(names), bits, pcfg.index_bits, pcfg.coder, pcfg.small_bits)
     if bpe is not None:
         header["bpe_model"] = pay.put(zlib.compress(bpe.read_bytes(), 9))
     data, head_bytes = write_packed(None, header, entries, pay)
@@ -429,12 +449,11 @@ def _allocate(model, names, sparsity, pcfg: PackConfig, tcfg: TrainConfig, valid
     widths = pcfg.bits_choice_list()
     t = time.time()
     data = sensitivity_batches(valid_dir, lang_dir, model, tcfg, pcfg.sensitivity_batches)
-    small = set(names)
 
     def file_bytes(bits: dict) -> int:
         m = copy.deepcopy(model).cpu()
         share_weights(m, bits)
-        round_small_to_half(m, small)
+        _store_small(m, names, pcfg)
         this = _history_entry(src_dir, options, bits, sparsity, final_sub)
         return len(_encode(m.state_dict(), names, bits, pcfg, meta, src_dir, history + [this])[0])
 

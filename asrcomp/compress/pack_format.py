@@ -6,7 +6,8 @@ their cluster indices, Huffman- (:mod:`asrcomp.compress.huffman`) or ANS-coded
 its non-zero values, their positions sent as gaps between them (the paper's relative
 indices: a gap larger than ``2**g - 1`` is sent as filler symbols 0, each meaning "advance
 2**g - 1"). Other floating tensors are stored as float16 when that holds them exactly, every
-other tensor raw.
+other tensor raw -- or, when packed with ``small_bits`` 8, a constant tensor as its one value
+and a floating one as 8-bit codes on a power-of-two grid, when that holds it exactly.
 
 File layout (little-endian)::
 
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from asrcomp.compress import ans, huffman
-from asrcomp.compress.share import SPARSE_MIN_ZEROS
+from asrcomp.compress.share import SPARSE_MIN_ZEROS, grid_codes, grid_values, is_constant
 from asrcomp.utils import InputError, atomic_open
 
 MAGIC = b"ASRCACZ\0"
@@ -110,8 +111,13 @@ def _choose_gap_bits(pos: np.ndarray) -> int:
 
 
 def encode_state(state: dict[str, torch.Tensor], quantised: set[str], bits: dict[str, int],
-                 index_bits: int | None = None, coder: str = "huffman") -> tuple[list[dict], _Payload, list[dict]]:
+                 index_bits: int | None = None, coder: str = "huffman",
+                 small_bits: int = 16) -> tuple[list[dict], _Payload, list[dict]]:
     """Header entries, payload and size statistics of every tensor of ``state``.
+
+    ``small_bits`` 8: a tensor not quantised whose elements are all equal is stored as that one
+    value (in the header), another floating one as 8-bit codes on its power-of-two grid
+    (:func:`asrcomp.compress.share.grid_codes`) when it lies on it; 16 (the default): float16.
 
     The streams are coded with ``coder`` (huffman or ans); the statistics give what both
     coders spend (Huffman's from its code lengths, ANS's from coding, both exact), so the
@@ -148,6 +154,16 @@ def encode_state(state: dict[str, torch.Tensor], quantised: set[str], bits: dict
                 streams.append((e, "gap", gs, 1 << g))
                 st["gap_symbols"] = len(gs)
                 st["gap_bits"] = g
+            entries.append(e)
+        elif small_bits == 8 and is_constant(t) and bool(torch.isfinite(t.double()).all()):
+            e.update(kind="const", value=t.flatten()[0].item())
+            st.update(kind="const", bits=0, stored_B=0)
+            entries.append(e)
+        elif small_bits == 8 and t.is_floating_point() and t.numel() and bool(torch.isfinite(t).all()) \
+                and _on_grid(t.numpy(), small_bits):
+            ex, k0, codes = grid_codes(t.numpy(), small_bits)
+            e.update(kind="grid", exp=ex, k0=k0, data=pay.put(codes.astype("u1").tobytes()))
+            st.update(kind="grid", bits=small_bits, stored_B=codes.size)
             entries.append(e)
         elif t.is_floating_point() and bool((torch.isfinite(t.half()) | ~torch.isfinite(t)).all()) \
                 and torch.equal(t.half().to(t.dtype), t):
@@ -189,6 +205,11 @@ def encode_state(state: dict[str, torch.Tensor], quantised: set[str], bits: dict
         for e, key, _, _ in streams:
             e[key]["data"] = ref
     return entries, pay, stats
+
+
+def _on_grid(x: np.ndarray, bits: int) -> bool:
+    """``x`` is exactly what its grid codes decode to (the model was rounded to it)."""
+    return np.array_equal(grid_values(*grid_codes(x, bits)), x.astype(np.float32))
 
 
 def coded_bytes(w, coder: str = "huffman", index_bits: int | None = None) -> int:
@@ -261,6 +282,14 @@ def decode_state(entries: list[dict], payload: memoryview) -> dict[str, torch.Te
             if w.size != n:
                 raise ValueError(f"{e['name']}: {w.size} values for shape {shape}")
             t = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)).to(dtype)
+        elif e["kind"] == "const":
+            t = torch.full(shape, e["value"], dtype=dtype)
+        elif e["kind"] == "grid":
+            off, nb = e["data"]
+            codes = np.frombuffer(payload[off:off + nb], dtype="u1")
+            if codes.size != n:
+                raise ValueError(f"{e['name']}: {codes.size} values for shape {shape}")
+            t = torch.from_numpy(grid_values(int(e["exp"]), int(e["k0"]), codes)).to(dtype)
         else:
             off, nb = e["data"]
             np_dtype = "<f2" if e["kind"] == "half" else torch.empty(0, dtype=dtype).numpy().dtype.newbyteorder("<")

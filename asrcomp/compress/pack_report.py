@@ -59,7 +59,8 @@ def report_rows(stats: list[dict], file_bytes: int, head_bytes: int, tokens_byte
                 r["_ab"], r["_tab"]["ans"] = ab, atab
             r["table_B"] = r["_tab"][coder]
         else:
-            r.update(bits=16 if s["kind"] == "float16" else 8 * s["fp32_B"] // max(n, 1), pruned_B=s["fp32_B"],
+            width = s.get("bits", 16 if s["kind"] == "float16" else 8 * s["fp32_B"] // max(n, 1))
+            r.update(bits=width, pruned_B=s["fp32_B"],
                      quant_B=s["stored_B"], huffman_B=s["stored_B"], ans_B=s["stored_B"] if have_ans else "")
         rows.append(r)
     col = f"{coder}_B"

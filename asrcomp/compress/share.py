@@ -4,8 +4,8 @@ Which tensors are shared (:func:`quantised_names`: floating parameters with >= 2
 more than ``MAX_SMALL`` elements), the k-means itself (:func:`share_tensor` for one tensor,
 :func:`share_weights` for a model, pruned zeros kept), the :class:`ShareHooks` that keep each
 weight equal to its cluster's mean through fine-tuning (trained quantisation: the centroids
-learn from the summed gradients of their weights), and :func:`round_small_to_half` for the
-tensors stored as float16.
+learn from the summed gradients of their weights), and :func:`round_small` for the other
+tensors, stored as float16 or as 8-bit codes on a power-of-two grid (:func:`grid_codes`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from torch import nn
 from asrcomp.compress.kmeans import quantize
 
 MAX_SMALL = 1024  # floating tensors with < 2 dims and at most this many elements are stored as float16
+SMALL_BITS = (16, 8)  # how those are stored: float16, or 8-bit codes on a power-of-two grid
 SPARSE_MIN_ZEROS = 0.1  # a quantised tensor with at least this fraction of exact zeros keeps them (pruned)
 
 
@@ -123,12 +124,49 @@ def share_weights(model: nn.Module, bits: dict[str, int]) -> ShareHooks:
     return ShareHooks(assign, ks)
 
 
-def round_small_to_half(model: nn.Module, quantised: set[str]) -> None:
-    """Round every non-quantised floating tensor (params and buffers) to float16 values in place."""
+def round_small(model: nn.Module, quantised: set[str], bits: int = 16) -> None:
+    """Round every non-quantised floating tensor (params and buffers) in place to what the packed
+    file stores: float16 values (``bits`` 16) or its :func:`grid_codes` grid (``bits`` 8; a
+    constant tensor is left as it is: the file holds its one value)."""
+    if bits not in SMALL_BITS:
+        raise ValueError(f"small tensors are stored in {' or '.join(map(str, SMALL_BITS))} bits, not {bits}")
     with torch.no_grad():
         for name, t in model.state_dict(keep_vars=True).items():
             if name in quantised or not t.is_floating_point():
                 continue
-            h = t.half()
-            if bool((torch.isfinite(h) | ~torch.isfinite(t)).all()):
-                t.data.copy_(h.to(t.dtype))
+            if bits == 16:
+                h = t.half()
+                if bool((torch.isfinite(h) | ~torch.isfinite(t)).all()):
+                    t.data.copy_(h.to(t.dtype))
+            elif t.numel() and bool(torch.isfinite(t).all()) and not is_constant(t):
+                e, k0, codes = grid_codes(t.detach().cpu().numpy(), bits)
+                t.data.copy_(torch.from_numpy(grid_values(e, k0, codes)).view_as(t).to(t.device, t.dtype))
+
+
+def is_constant(t: torch.Tensor) -> bool:
+    """Every element equal (a file stores such a tensor as one value)."""
+    return t.numel() > 0 and bool((t == t.flatten()[0]).all())
+
+
+def grid_codes(x: np.ndarray, bits: int) -> tuple[int, int, np.ndarray]:
+    """``(e, k0, codes)`` with ``x ~= (k0 + codes) * 2**e``: the finest power-of-two step whose
+    ``2**bits`` levels span ``x`` (finite, any shape); ``codes`` uint8/uint16 of ``x``'s shape.
+
+    The step is a power of two and every level a float32 (``e`` is at least the exponent of
+    ``max |x|`` minus 23), so values already on a grid code to themselves: rounding a model to
+    its grid and packing it gives a file that unpacks to exactly that model.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    lo, hi, levels = float(x.min()), float(x.max()), (1 << bits) - 1
+    e = int(np.ceil(np.log2((hi - lo) / levels))) if hi > lo else -149
+    e = max(e, int(np.frexp(max(abs(lo), abs(hi)))[1]) - 24, -149)
+    while round(hi / 2.0 ** e) - round(lo / 2.0 ** e) > levels:  # rounding at the ends
+        e += 1
+    k0 = int(round(lo / 2.0 ** e))
+    codes = np.rint(x / 2.0 ** e) - k0
+    return e, k0, codes.astype(np.uint8 if bits <= 8 else np.uint16)
+
+
+def grid_values(e: int, k0: int, codes: np.ndarray) -> np.ndarray:
+    """float32 ``(k0 + codes) * 2**e`` (exact: every level is a float32)."""
+    return ((k0 + codes.astype(np.float64)) * 2.0 ** e).astype(np.float32)
