@@ -27,7 +27,8 @@ def _fp16(a):
 def _int8(a):
     from asrcomp.onnx_export import quantize
 
-    quantize(a.onnx_dir, a.out_dir, a.mode, a.calib_dir, a.calib_utts, per_channel=not a.per_tensor)
+    quantize(a.onnx_dir, a.out_dir, a.mode, a.calib_dir, a.calib_utts, per_channel=not a.per_tensor,
+             **({} if a.float_nodes is None else {"float_nodes": a.float_nodes}))
 
 
 def _decode_onnx(a):
@@ -76,6 +77,8 @@ def add_commands(add) -> None:
     s.add_argument("--calib-dir", help="static: data dir whose features calibrate activations (training data)")
     s.add_argument("--calib-utts", type=int, default=100, help="static: utterances to calibrate on")
     s.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per channel")
+    s.add_argument("--float-nodes", help="regex of node names kept float32 (default '^/net/output/': the "
+                   "output layer; '' quantises every node)")
     s.add_argument("onnx_dir")
     s.add_argument("out_dir")
     s.set_defaults(func=_int8)

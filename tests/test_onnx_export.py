@@ -10,7 +10,7 @@ import pytest
 import torch
 
 pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 
 from asrcomp.compress.stage import apply_svd, apply_tensorization  # noqa: E402
 from asrcomp.modeldir import load_model_dir, save_model_dir  # noqa: E402
@@ -151,10 +151,14 @@ def test_tdnn_exports_time_major_with_matmuls(tmp_path, arch, factorise):
     assert ops["Conv"] == 0 and ops["MatMul"] + ops["Gemm"] == rep["nodes"]
     if factorise is not _tucker:  # (Tucker's mode products are Transposes)
         assert ops["Transpose"] == {_tt: 4, _tt_tap: 2, _tt3: 6}.get(factorise, 0)  # 2 TT layers x one per core
-    q = quantize(out, tmp_path / "int8")
+    q = quantize(out, tmp_path / "int8")  # the output layer (1 MatMul, 2 after SVD) stays float32
+    n_out = sum(n.name.startswith("/net/output/") for n in onnx.load(str(out / "model.onnx")).graph.node
+                if n.op_type in ("MatMul", "Gemm"))
     qops = _runtime_ops(q / "model.onnx", tmp_path)
-    assert qops["ConvInteger"] == 0
-    assert qops["MatMulInteger"] == rep["nodes"] == weight_report(q / "model.onnx")["nodes"]
+    assert qops["ConvInteger"] == 0 and n_out == (2 if factorise is _svd else 1)
+    assert qops["MatMulInteger"] == rep["nodes"] - n_out and rep["nodes"] == weight_report(q / "model.onnx")["nodes"]
+    qall = quantize(out, tmp_path / "int8_all", float_nodes="")
+    assert _runtime_ops(qall / "model.onnx", tmp_path)["MatMulInteger"] == rep["nodes"]
 
 
 def test_out_frames_is_pytorch_conv_length():

@@ -5,7 +5,8 @@
 1. sensitivity (:func:`measure_sensitivity`): for every quantised tensor ``t`` and every
    candidate width ``b`` (``bits_choices``, e.g. 2..6), the validation CTC loss per token with
    only ``t`` k-means-quantised at ``b`` (the same k-means, pruned zeros kept, that pack then
-   applies) minus the loss of the unquantised model, ``dloss[t, b]``, on the first
+   applies; or the uniform grid of width ``b``, with ``quantizer: uniform``) minus the loss of
+   the unquantised model, ``dloss[t, b]``, on the first
    ``sensitivity_batches`` batches of the validation set in the order the training sampler
    draws from the seed (fixed, so a rerun measures the same);
 2. size: ``nbytes[t, b]``, what that quantised tensor takes in ``model.acz`` with the chosen
@@ -14,7 +15,7 @@
    centroid fine-tuning that follows);
 3. choice (:func:`allocate_bits`): the widths minimising ``sum_t dloss[t, b_t]`` subject to
    ``sum_t nbytes[t, b_t] <= target - rest``, ``rest`` being the bytes of everything else in
-   the file (float16 tensors, header, bpe.model, checksum) measured by a trial pack; a trial
+   the file (unshared tensors, header, bpe.model, checksum) measured by a trial pack; a trial
    pack of the chosen widths checks the whole file, and tightens the budget by any excess.
 
 Summing per-tensor loss increases assumes their effects add (the usual first-order
@@ -117,7 +118,8 @@ def batch_loss(model: nn.Module, data: list[tuple], device) -> float:
 
 @torch.no_grad()
 def measure_sensitivity(model: nn.Module, names: list[str], widths: list[int], data: list[tuple], device,
-                        coder: str = "huffman", index_bits: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+                        coder: str = "huffman", index_bits: int | None = None,
+                        quantizer: str = "kmeans") -> tuple[np.ndarray, np.ndarray, float]:
     """``(dloss (T, W), nbytes (T, W), base loss)``: per tensor of ``names`` and width of ``widths``,
     the loss increase on ``data`` with only that tensor k-means-quantised, and its coded bytes.
     ``model`` is left as it was (moved to ``device``, in eval mode)."""
@@ -131,7 +133,7 @@ def measure_sensitivity(model: nn.Module, names: list[str], widths: list[int], d
         p = params[name]
         keep = p.detach().clone()
         for j, b in enumerate(widths):
-            new, _, _ = share_tensor(keep, b, name)
+            new, _, _ = share_tensor(keep, b, name, quantizer)
             nbytes[i, j] = coded_bytes(new, coder, index_bits)
             p.copy_(torch.from_numpy(new).view_as(p).to(p.device, p.dtype))
             dloss[i, j] = batch_loss(model, data, device) - base
@@ -141,7 +143,8 @@ def measure_sensitivity(model: nn.Module, names: list[str], widths: list[int], d
 
 
 def plan_bits(model: nn.Module, names: list[str], widths: list[int], target: int, data: list[tuple], device,
-              file_bytes, coder: str = "huffman", index_bits: int | None = None, tries: int = 4):
+              file_bytes, coder: str = "huffman", index_bits: int | None = None, tries: int = 4,
+              quantizer: str = "kmeans"):
     """Widths per tensor for a ``target``-byte file: ``(bits {name: width}, rows for the table, info)``.
 
     ``file_bytes(bits)``: the size of the file pack writes with those widths and no fine-tuning
@@ -149,7 +152,7 @@ def plan_bits(model: nn.Module, names: list[str], widths: list[int], target: int
     tensors' bytes), the trial pack's size, the predicted loss increase. ValueError when the
     target is below the smallest file the widths allow.
     """
-    dloss, nbytes, base = measure_sensitivity(model, names, widths, data, device, coder, index_bits)
+    dloss, nbytes, base = measure_sensitivity(model, names, widths, data, device, coder, index_bits, quantizer)
     cheapest = {n: widths[int(np.argmin(nbytes[i]))] for i, n in enumerate(names)}
     smallest = file_bytes(cheapest)
     rest = smallest - int(nbytes.min(axis=1).sum())

@@ -67,7 +67,7 @@ from asrcomp.compress.kmeans import check_bits
 from asrcomp.compress.pack_format import CODERS, encode_state, payload_part, read_packed, write_packed
 from asrcomp.compress.pack_report import format_report, ratio_text, report_rows, write_report
 from asrcomp.compress.prune import GradualMaskHooks, MaskHooks, prune_model, sparsity_of
-from asrcomp.compress.share import SMALL_BITS, quantised_names, round_small, share_weights
+from asrcomp.compress.share import QUANTIZERS, SMALL_BITS, quantised_names, round_small, share_weights
 from asrcomp.modeldir import check_token_set, load_model_dir, save_model_dir
 from asrcomp.nnet import build_model
 from asrcomp.train import FitHooks, TrainConfig, fit
@@ -118,6 +118,9 @@ class PackConfig:
     # codes on a power-of-two grid, 16 as float16
     fold_bn: bool = False
     small_bits: int = 16
+    # kmeans (Deep Compression) or uniform: an entropy-coded uniform grid, width b the step
+    # rms * 2**(2 - b) (asrcomp.compress.uniform)
+    quantizer: str = "kmeans"
 
     @classmethod
     def from_dict(cls, d: dict | None, where="pack config") -> "PackConfig":
@@ -144,6 +147,8 @@ class PackConfig:
         self._check_plan(where)
         if self.coder not in CODERS:
             raise InputError(where, f"unknown coder {self.coder!r}", fix="coder: huffman or ans")
+        if self.quantizer not in QUANTIZERS:
+            raise InputError(where, f"unknown quantizer {self.quantizer!r}", fix="quantizer: kmeans or uniform")
         if self.small_bits not in SMALL_BITS:
             raise InputError(where, f"small_bits {self.small_bits!r} is not one of {SMALL_BITS}",
                              fix="small_bits: 16 (float16) or 8")
@@ -324,8 +329,8 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
         bits, plan = _allocate(model, names, sparsity, pcfg, tcfg, valid_dir, lang_dir, src_dir, meta,
                                history, options, final_sub)
     t1 = time.time()
-    sh = share_weights(model, bits)
-    log.info("k-means weight sharing of %d tensors in %.2f s", len(bits), time.time() - t1)
+    sh = share_weights(model, bits, pcfg.quantizer)
+    log.info("%s weight sharing of %d tensors in %.2f s", pcfg.quantizer, len(bits), time.time() - t1)
     if pcfg.finetune_epochs > 0:
         fit(model, out_dir / "quant", train_dir, valid_dir, lang_dir,
             dataclasses.replace(tcfg, epochs=pcfg.finetune_epochs),
@@ -452,14 +457,14 @@ def _allocate(model, names, sparsity, pcfg: PackConfig, tcfg: TrainConfig, valid
 
     def file_bytes(bits: dict) -> int:
         m = copy.deepcopy(model).cpu()
-        share_weights(m, bits)
+        share_weights(m, bits, pcfg.quantizer)
         _store_small(m, names, pcfg)
         this = _history_entry(src_dir, options, bits, sparsity, final_sub)
         return len(_encode(m.state_dict(), names, bits, pcfg, meta, src_dir, history + [this])[0])
 
     try:
         bits, rows, info = plan_bits(model, names, widths, pcfg.target_bytes, data, device_of(tcfg), file_bytes,
-                                     pcfg.coder, pcfg.index_bits)
+                                     pcfg.coder, pcfg.index_bits, quantizer=pcfg.quantizer)
     except ValueError as e:
         raise InputError("--target-bytes", str(e), fix="raise the target, allow fewer bits (--bits-choices), "
                          "or prune more") from e

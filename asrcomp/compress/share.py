@@ -15,9 +15,11 @@ import torch
 from torch import nn
 
 from asrcomp.compress.kmeans import quantize
+from asrcomp.compress.uniform import quantize_uniform
 
 MAX_SMALL = 1024  # floating tensors with < 2 dims and at most this many elements are stored as float16
 SMALL_BITS = (16, 8)  # how those are stored: float16, or 8-bit codes on a power-of-two grid
+QUANTIZERS = ("kmeans", "uniform")  # how a tensor's shared values are chosen
 SPARSE_MIN_ZEROS = 0.1  # a quantised tensor with at least this fraction of exact zeros keeps them (pruned)
 
 
@@ -94,14 +96,19 @@ class ShareHooks:
             p.copy_(mean[a].view_as(p))
 
 
-def share_tensor(w: torch.Tensor, bits: int, name: str = "values") -> tuple[np.ndarray, np.ndarray, int]:
-    """k-means of one tensor, its exact zeros kept when it is sparse: ``(shared values float32,
-    flat, assignment int64 flat (``k`` for the kept zeros), k)``; ``w`` itself is not changed."""
+def share_tensor(w: torch.Tensor, bits: int, name: str = "values",
+                 quantizer: str = "kmeans") -> tuple[np.ndarray, np.ndarray, int]:
+    """k-means (or, ``quantizer`` uniform, the uniform grid of :mod:`asrcomp.compress.uniform`) of
+    one tensor, its exact zeros kept when it is sparse: ``(shared values float32, flat,
+    assignment int64 flat (``k`` for the kept zeros), k)``; ``w`` itself is not changed."""
     w = w.detach().cpu().flatten().numpy().astype(np.float64)
     nz = w != 0
     sparse = (1 - nz.mean()) >= SPARSE_MIN_ZEROS
     vals = w[nz] if sparse else w
-    book, idx = quantize(vals, bits, name=name) if vals.size else (np.zeros(0, np.float32), np.zeros(0, np.int64))
+    if quantizer not in QUANTIZERS:
+        raise ValueError(f"unknown quantizer {quantizer!r}: one of {', '.join(QUANTIZERS)}")
+    fn = quantize if quantizer == "kmeans" else quantize_uniform
+    book, idx = fn(vals, bits, name=name) if vals.size else (np.zeros(0, np.float32), np.zeros(0, np.int64))
     k = len(book)
     a = np.full(w.size, k, dtype=np.int64)
     if sparse:
@@ -111,14 +118,15 @@ def share_tensor(w: torch.Tensor, bits: int, name: str = "values") -> tuple[np.n
     return np.append(book, np.float32(0))[a], a, k
 
 
-def share_weights(model: nn.Module, bits: dict[str, int]) -> ShareHooks:
-    """k-means each named parameter in place (pruned zeros stay 0); the hooks that keep it so."""
+def share_weights(model: nn.Module, bits: dict[str, int], quantizer: str = "kmeans") -> ShareHooks:
+    """k-means (or uniform grid) each named parameter in place (pruned zeros stay 0); the hooks
+    that keep it so."""
     params = dict(model.named_parameters())
     assign, ks = {}, {}
     with torch.no_grad():
         for name, b in bits.items():
             p = params[name]
-            new, a, k = share_tensor(p, b, name)
+            new, a, k = share_tensor(p, b, name, quantizer)
             p.copy_(torch.from_numpy(new).view_as(p).to(p.device, p.dtype))
             assign[name], ks[name] = torch.from_numpy(a), k
     return ShareHooks(assign, ks)

@@ -1,0 +1,67 @@
+"""The uniform grid of pack's ``quantizer: uniform``: levels on the step, error within half a
+step, the step halving per width, and a lower error than k-means at equal index entropy on a
+bell-shaped tensor (what makes it worth its place beside k-means); pack/unpack stays exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from asrcomp.compress.kmeans import quantize
+from asrcomp.compress.pack import PackConfig, pack, unpack
+from asrcomp.compress.share import share_tensor
+from asrcomp.compress.uniform import quantize_uniform, uniform_step
+from asrcomp.modeldir import load_model_dir
+from tests.test_pack_small import _src
+
+
+def _entropy(idx):
+    _, c = np.unique(idx, return_counts=True)
+    p = c / c.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def test_levels_lie_on_the_step_and_values_within_half_of_it():
+    x = np.random.default_rng(0).normal(size=5000).astype(np.float32)
+    for b in (1, 2, 4, 6):
+        book, idx = quantize_uniform(x, b)
+        step = uniform_step(x, b)
+        assert step == pytest.approx(np.sqrt(np.mean(x.astype(np.float64) ** 2)) * 2.0 ** (2 - b))
+        k = book / step
+        assert np.allclose(k, np.rint(k), atol=1e-4) and np.all(np.diff(book) > 0)
+        assert np.max(np.abs(book[idx] - x)) <= step / 2 * (1 + 1e-5)
+    assert uniform_step(x, 3) == pytest.approx(uniform_step(x, 2) / 2)
+    with pytest.raises(ValueError, match="layer.w"):
+        quantize_uniform(np.array([1.0, np.nan]), 2, name="layer.w")
+
+
+def test_lower_error_than_kmeans_at_equal_entropy_on_laplacian_weights():
+    x = np.random.default_rng(0).laplace(size=50000).astype(np.float32)
+    uni = []
+    for b in range(1, 7):
+        book, idx = quantize_uniform(x, b)
+        uni.append((_entropy(idx), float(np.mean((book[idx] - x) ** 2))))
+    rates, logerr = np.array([r for r, _ in uni]), np.log([e for _, e in uni])
+    for b in (3, 4, 5):  # k-means' entropy-coded rate, and the uniform grid's error at that rate
+        book, idx = quantize(x, b)
+        rate, err = _entropy(idx), float(np.mean((book[idx] - x) ** 2))
+        assert np.exp(np.interp(rate, rates, logerr)) < 0.8 * err, b
+
+
+def test_uniform_pack_unpacks_bit_exact_and_shares_zeros_kept(tmp_path):
+    w = torch.tensor([0.0, 0.0, 0.5, -0.25, 1.0, 0.0, 0.1, -0.9, 0.3, 0.0])
+    new, a, k = share_tensor(w, 2, "w", "uniform")
+    assert np.all(new[w.numpy() == 0] == 0) and np.all(a[w.numpy() == 0] == k)  # pruned zeros stay out
+    with pytest.raises(ValueError, match="quantizer"):
+        share_tensor(w, 2, "w", "lloyd")
+    src = _src(tmp_path)
+    packed = pack(src, tmp_path / "u", PackConfig(bits=3, bits_output=3, quantizer="uniform"))
+    sd_p = load_model_dir(packed)[0].state_dict()
+    sd_u = load_model_dir(unpack(packed / "model.acz", tmp_path / "un"))[0].state_dict()
+    for n, v in sd_p.items():
+        assert torch.equal(v, sd_u[n]), n
+    levels = torch.unique(sd_p["layers.0.conv.weight"]).double().numpy()
+    k = levels / uniform_step(load_model_dir(src)[0].state_dict()["layers.0.conv.weight"].numpy(), 3)
+    assert np.allclose(k, np.rint(k), atol=1e-4)  # no fine-tuning: the levels are the grid's
+    assert load_model_dir(packed)[1]["history"][-1]["quantizer"] == "uniform"
