@@ -53,6 +53,10 @@ def test_uniform_pack_unpacks_bit_exact_and_shares_zeros_kept(tmp_path):
     w = torch.tensor([0.0, 0.0, 0.5, -0.25, 1.0, 0.0, 0.1, -0.9, 0.3, 0.0])
     new, a, k = share_tensor(w, 2, "w", "uniform")
     assert np.all(new[w.numpy() == 0] == 0) and np.all(a[w.numpy() == 0] == k)  # pruned zeros stay out
+    assert np.all(a[new == 0] == k) and (new == 0).sum() > (w == 0).sum()  # and so does the grid's zero level
+    dense = torch.linspace(-1, 1, 101)
+    new, a, k = share_tensor(dense, 3, "d", "uniform")
+    assert np.array_equal(a == k, new == 0) and 0 < (new == 0).sum() < 101
     with pytest.raises(ValueError, match="quantizer"):
         share_tensor(w, 2, "w", "lloyd")
     src = _src(tmp_path)

@@ -100,7 +100,9 @@ def share_tensor(w: torch.Tensor, bits: int, name: str = "values",
                  quantizer: str = "kmeans") -> tuple[np.ndarray, np.ndarray, int]:
     """k-means (or, ``quantizer`` uniform, the uniform grid of :mod:`asrcomp.compress.uniform`) of
     one tensor, its exact zeros kept when it is sparse: ``(shared values float32, flat,
-    assignment int64 flat (``k`` for the kept zeros), k)``; ``w`` itself is not changed."""
+    assignment int64 flat (``k`` for the kept zeros), k)``; ``w`` itself is not changed. The
+    uniform grid's zero level joins the kept zeros, so fine-tuning leaves it at exactly 0 (and
+    the file the size the bit allocation measured)."""
     w = w.detach().cpu().flatten().numpy().astype(np.float64)
     nz = w != 0
     sparse = (1 - nz.mean()) >= SPARSE_MIN_ZEROS
@@ -109,6 +111,12 @@ def share_tensor(w: torch.Tensor, bits: int, name: str = "values",
         raise ValueError(f"unknown quantizer {quantizer!r}: one of {', '.join(QUANTIZERS)}")
     fn = quantize if quantizer == "kmeans" else quantize_uniform
     book, idx = fn(vals, bits, name=name) if vals.size else (np.zeros(0, np.float32), np.zeros(0, np.int64))
+    if quantizer == "uniform" and (book == 0).any():  # the grid's zero level stays 0, like pruned weights
+        q = np.zeros(w.size, np.float32)
+        q[nz if sparse else slice(None)] = book[idx]
+        nz, sparse = q != 0, True
+        book, idx = np.unique(q[nz], return_inverse=True)
+        idx = idx.ravel()
     k = len(book)
     a = np.full(w.size, k, dtype=np.int64)
     if sparse:
