@@ -3,7 +3,8 @@
 #                      [--prune-epochs 0] [--finetune-epochs 0] [--lr ""] [--coder huffman|ans] [--device auto]
 #                      [--prune-schedule oneshot|agp] [--prune-initial-sparsity 0] [--prune-ramp-epochs N]
 #                      [--prune-every STEPS] [--target-bytes N] [--bits-choices 2,3,4,5,6]
-#                      [--sensitivity-batches 4] [--seed N]
+#                      [--sensitivity-batches 4] [--seed N] [--quantizer kmeans|uniform] [--fold-bn true]
+#                      [--small-bits 16|8]
 #                      <src-model-dir> <out-model-dir> [<train-data> <valid-data> <lang-dir>]
 # Deep Compression: optional magnitude pruning (+ retraining), k-means weight sharing
 # (+ centroid fine-tuning), Huffman coding (or ANS: --coder ans); writes <out-model-dir>/model.acz, pack_report.tsv
@@ -14,17 +15,20 @@
 # --target-bytes N: bits per tensor chosen from the measured validation-loss increase of each width so that
 # model.acz fits N bytes (table in <out-model-dir>/bit_allocation.tsv); --bits is then unused.
 # --seed N: the retraining's and fine-tuning's seed (batch order, SpecAugment, the sensitivity batches).
+# --quantizer uniform: an entropy-coded uniform grid instead of k-means; --fold-bn true --small-bits 8: batch
+# norms folded into scale and shift, the unshared tensors in 8 bits (constants as one value).
 set -euo pipefail
 echo "$0 $*"
 conf=""; bits=""; bits_output=""; prune_sparsity=""; prune_epochs=""; finetune_epochs=""; lr=""; device=""; coder=""
 prune_schedule=""; prune_initial_sparsity=""; prune_ramp_epochs=""; prune_every=""; target_bytes=""; bits_choices=""
-sensitivity_batches=""; seed=""
+sensitivity_batches=""; seed=""; quantizer=""; fold_bn=""; small_bits=""
 . "$(dirname "$0")/parse_options.sh"
 set -- "${args[@]}"
 [ $# -eq 2 ] || [ $# -eq 5 ] || {
   echo "usage: $0 [options] <src-model-dir> <out-model-dir> [<train-data> <valid-data> <lang-dir>]" >&2; exit 1; }
 dir=$2
 mkdir -p "$dir/log"
+fold=(); [ "$fold_bn" = true ] && fold=(--fold-bn)
 exec asrcomp pack --log-file "$dir/log/pack.log" ${conf:+--conf "$conf"} ${bits:+--bits "$bits"} \
   ${bits_output:+--bits-output "$bits_output"} ${prune_sparsity:+--prune-sparsity "$prune_sparsity"} \
   ${prune_epochs:+--prune-epochs "$prune_epochs"} ${finetune_epochs:+--finetune-epochs "$finetune_epochs"} \
@@ -33,4 +37,5 @@ exec asrcomp pack --log-file "$dir/log/pack.log" ${conf:+--conf "$conf"} ${bits:
   ${prune_initial_sparsity:+--prune-initial-sparsity "$prune_initial_sparsity"} \
   ${prune_ramp_epochs:+--prune-ramp-epochs "$prune_ramp_epochs"} ${prune_every:+--prune-every "$prune_every"} \
   ${target_bytes:+--target-bytes "$target_bytes"} ${bits_choices:+--bits-choices "$bits_choices"} \
-  ${sensitivity_batches:+--sensitivity-batches "$sensitivity_batches"} ${seed:+--seed "$seed"} "$@"
+  ${sensitivity_batches:+--sensitivity-batches "$sensitivity_batches"} ${seed:+--seed "$seed"} \
+  ${quantizer:+--quantizer "$quantizer"} ${small_bits:+--small-bits "$small_bits"} "${fold[@]}" "$@"
