@@ -143,20 +143,30 @@ def share_weights(model: nn.Module, bits: dict[str, int], quantizer: str = "kmea
 def round_small(model: nn.Module, quantised: set[str], bits: int = 16) -> None:
     """Round every non-quantised floating tensor (params and buffers) in place to what the packed
     file stores: float16 values (``bits`` 16) or its :func:`grid_codes` grid (``bits`` 8; a
-    constant tensor is left as it is: the file holds its one value)."""
+    constant tensor is left as it is: the file holds its one value). With ``bits`` 8 the
+    multiplicative vectors (:func:`scale_names`) stay float16: an absolute grid step wipes out
+    a batch norm's small scales when a few are large (folded ones reached 310 beside 0.1 on
+    speechocean762, and the model emitted only blanks)."""
     if bits not in SMALL_BITS:
         raise ValueError(f"small tensors are stored in {' or '.join(map(str, SMALL_BITS))} bits, not {bits}")
+    scales = scale_names(model)
     with torch.no_grad():
         for name, t in model.state_dict(keep_vars=True).items():
             if name in quantised or not t.is_floating_point():
                 continue
-            if bits == 16:
+            if bits == 16 or name in scales:
                 h = t.half()
                 if bool((torch.isfinite(h) | ~torch.isfinite(t)).all()):
                     t.data.copy_(h.to(t.dtype))
             elif t.numel() and bool(torch.isfinite(t).all()) and not is_constant(t):
                 e, k0, codes = grid_codes(t.detach().cpu().numpy(), bits)
                 t.data.copy_(torch.from_numpy(grid_values(e, k0, codes)).view_as(t).to(t.device, t.dtype))
+
+
+def scale_names(model: nn.Module) -> set[str]:
+    """State-dict names of the batch norms' multiplicative vectors (weight, running_var)."""
+    return {f"{n}.{v}" if n else v for n, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) for v in ("weight", "running_var")}
 
 
 def is_constant(t: torch.Tensor) -> bool:
