@@ -160,8 +160,8 @@ def encode_state(state: dict[str, torch.Tensor], quantised: set[str], bits: dict
             st.update(kind="const", bits=0, stored_B=0)
             entries.append(e)
         elif small_bits == 8 and t.is_floating_point() and t.numel() and bool(torch.isfinite(t).all()) \
-                and _on_grid(t.numpy(), small_bits):
-            ex, k0, codes = grid_codes(t.numpy(), small_bits)
+                and (grid := _exact_grid(t.numpy(), small_bits)) is not None:
+            ex, k0, codes = grid
             e.update(kind="grid", exp=ex, k0=k0, data=pay.put(codes.astype("u1").tobytes()))
             st.update(kind="grid", bits=small_bits, stored_B=codes.size)
             entries.append(e)
@@ -207,9 +207,10 @@ def encode_state(state: dict[str, torch.Tensor], quantised: set[str], bits: dict
     return entries, pay, stats
 
 
-def _on_grid(x: np.ndarray, bits: int) -> bool:
-    """``x`` is exactly what its grid codes decode to (the model was rounded to it)."""
-    return np.array_equal(grid_values(*grid_codes(x, bits)), x.astype(np.float32))
+def _exact_grid(x: np.ndarray, bits: int) -> tuple[int, int, np.ndarray] | None:
+    """``x``'s grid codes when they decode to exactly ``x`` (the model was rounded to it), else None."""
+    grid = grid_codes(x, bits)
+    return grid if np.array_equal(grid_values(*grid), x.astype(np.float32)) else None
 
 
 def coded_bytes(w, coder: str = "huffman", index_bits: int | None = None) -> int:
