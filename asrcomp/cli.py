@@ -235,7 +235,8 @@ def _cmd_pack(a):
                  coder=a.coder, prune_schedule=a.prune_schedule, prune_initial_sparsity=a.prune_initial_sparsity,
                  prune_ramp_epochs=a.prune_ramp_epochs, prune_every=a.prune_every, target_bytes=a.target_bytes,
                  bits_choices=a.bits_choices, sensitivity_batches=a.sensitivity_batches, seed=a.seed,
-                 fold_bn=a.fold_bn, small_bits=a.small_bits, quantizer=a.quantizer)
+                 fold_bn=a.fold_bn, small_bits=a.small_bits, quantizer=a.quantizer,
+                 allocation=a.allocation)
     pcfg, tcfg = build_configs(a.conf, flags, (a.set or []) + ([f"device={a.device}"] if a.device else [])
                                + ([f"start_epoch={a.start_epoch}"] if a.start_epoch is not None else []))
     pack(a.src_dir, a.out_dir, pcfg, tcfg, a.train_dir, a.valid_dir, a.lang_dir)
@@ -535,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose each tensor's bits from measured sensitivity so model.acz fits N bytes (--bits unused)")
     s.add_argument("--bits-choices", help="widths --target-bytes chooses from (default '2,3,4,5,6'; or '2-6')")
     s.add_argument("--sensitivity-batches", type=int, help="validation batches of the sensitivity (default 4)")
+    s.add_argument("--allocation", choices=["sensitivity", "equal-step"],
+                   help="how --target-bytes is met: sensitivity (default), widths per tensor from measured loss; "
+                        "equal-step (--quantizer uniform): one grid step for every tensor, the finest that fits")
     s.add_argument("--seed", type=int, help="training seed of the retraining and fine-tuning (default: the config's)")
     s.add_argument("--quantizer", choices=["kmeans", "uniform"],
                    help="kmeans (default): 2**bits levels; uniform: an entropy-coded grid of step rms * 2**(2 - bits)")

@@ -4,7 +4,7 @@
 #                      [--prune-schedule oneshot|agp] [--prune-initial-sparsity 0] [--prune-ramp-epochs N]
 #                      [--prune-every STEPS] [--target-bytes N] [--bits-choices 2,3,4,5,6]
 #                      [--sensitivity-batches 4] [--seed N] [--quantizer kmeans|uniform] [--fold-bn true]
-#                      [--small-bits 16|8]
+#                      [--small-bits 16|8] [--allocation sensitivity|equal-step]
 #                      <src-model-dir> <out-model-dir> [<train-data> <valid-data> <lang-dir>]
 # Deep Compression: optional magnitude pruning (+ retraining), k-means weight sharing
 # (+ centroid fine-tuning), Huffman coding (or ANS: --coder ans); writes <out-model-dir>/model.acz, pack_report.tsv
@@ -17,11 +17,13 @@
 # --seed N: the retraining's and fine-tuning's seed (batch order, SpecAugment, the sensitivity batches).
 # --quantizer uniform: an entropy-coded uniform grid instead of k-means; --fold-bn true --small-bits 8: batch
 # norms folded into scale and shift, the unshared tensors in 8 bits (constants as one value).
+# --allocation equal-step (with --quantizer uniform --target-bytes N): one grid step for every shared tensor, the
+# finest whose file fits N bytes (MPEG NNR's single quantisation parameter; no sensitivity measured).
 set -euo pipefail
 echo "$0 $*"
 conf=""; bits=""; bits_output=""; prune_sparsity=""; prune_epochs=""; finetune_epochs=""; lr=""; device=""; coder=""
 prune_schedule=""; prune_initial_sparsity=""; prune_ramp_epochs=""; prune_every=""; target_bytes=""; bits_choices=""
-sensitivity_batches=""; seed=""; quantizer=""; fold_bn=""; small_bits=""
+sensitivity_batches=""; seed=""; quantizer=""; fold_bn=""; small_bits=""; allocation=""
 . "$(dirname "$0")/parse_options.sh"
 set -- "${args[@]}"
 [ $# -eq 2 ] || [ $# -eq 5 ] || {
@@ -38,4 +40,5 @@ exec asrcomp pack --log-file "$dir/log/pack.log" ${conf:+--conf "$conf"} ${bits:
   ${prune_ramp_epochs:+--prune-ramp-epochs "$prune_ramp_epochs"} ${prune_every:+--prune-every "$prune_every"} \
   ${target_bytes:+--target-bytes "$target_bytes"} ${bits_choices:+--bits-choices "$bits_choices"} \
   ${sensitivity_batches:+--sensitivity-batches "$sensitivity_batches"} ${seed:+--seed "$seed"} \
-  ${quantizer:+--quantizer "$quantizer"} ${small_bits:+--small-bits "$small_bits"} "${fold[@]}" "$@"
+  ${quantizer:+--quantizer "$quantizer"} ${small_bits:+--small-bits "$small_bits"} \
+  ${allocation:+--allocation "$allocation"} "${fold[@]}" "$@"

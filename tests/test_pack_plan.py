@@ -378,5 +378,10 @@ def test_cli_plan_flags(tmp_path, capfd):
     assert main(["pack", "--target-bytes", "9000", str(src), str(tmp_path / "o")]) == 2  # needs validation data
     assert "--target-bytes need <train-data> <valid-data> <lang-dir>" in capfd.readouterr().err
     assert main(["pack", "--seed", "3", "--bits", "4", str(src), str(tmp_path / "p")]) == 0
+    # one grid step for all measures nothing, so it needs no data
+    assert main(["pack", "--target-bytes", "9000", "--allocation", "equal-step", "--quantizer", "uniform", "--coder",
+                 "ans", str(src), str(tmp_path / "e")]) == 0
+    assert (tmp_path / "e/model.acz").stat().st_size <= 9000
+    assert load_model_dir(tmp_path / "e")[1]["history"][-1]["allocation"] == "equal-step"
     assert load_model_dir(tmp_path / "p")[1]["history"][-1]["seed"] == 3
     assert not (tmp_path / "o").exists()

@@ -1,4 +1,5 @@
-"""Pack's bit allocation: k-means widths per tensor from measured sensitivity under a byte budget.
+"""Pack's bit allocation: k-means widths per tensor from measured sensitivity under a byte budget
+(or one uniform grid step for all: :func:`plan_step`).
 
 ``asrcomp pack --target-bytes N`` replaces the fixed ``--bits`` rules by a plan:
 
@@ -206,3 +207,48 @@ def write_table(path, rows: list[dict], info: dict) -> None:
             f.write("\t".join(str(r[c]) for c in TABLE_COLS) + "\n")
         for k, v in info.items():
             f.write(f"# {k}\t{v}\n")
+
+
+def plan_step(weights: list[np.ndarray], target: int, file_bytes, rel_tol: float = 1e-4, max_trials: int = 40):
+    """The finest grid step shared by every tensor of ``weights`` whose file fits ``target`` bytes.
+
+    ``file_bytes(step)``: the size of the file pack writes with that one uniform step (a trial
+    pack). Bisection on ``log(step)`` between a step finer than any tensor needs
+    (``min rms * 2**-10``) and one that rounds every weight to 0 (``2.01 * max |w|``), until the
+    bracket is within ``rel_tol``; the file shrinks as the step grows, though not strictly, so
+    the answer is the finest *measured* step that fits. Returns ``(step, its bytes, trials
+    [(step, bytes)])``; ValueError when even the all-zero grid does not fit.
+    """
+    flat = [np.asarray(w, dtype=np.float64).ravel() for w in weights if np.size(w)]
+    if not flat:
+        raise ValueError("no shared weights to place on a grid")
+    rms = [float(np.sqrt(np.mean(np.square(w)))) for w in flat]
+    peak = max(float(np.abs(w).max()) for w in flat)
+    hi = 2.01 * peak if peak > 0 else 1.0
+    lo = min([r for r in rms if r > 0] or [hi]) * 2.0 ** -10
+    trials = [(hi, file_bytes(hi))]
+    if trials[0][1] > target:
+        raise ValueError(f"target {target:,} bytes is below the smallest file one grid step gives, "
+                         f"{trials[0][1]:,} bytes (every shared weight 0)")
+    best = trials[0]
+    trials.append((lo, file_bytes(lo)))
+    if trials[-1][1] <= target:
+        return lo, trials[-1][1], trials
+    while hi / lo > 1 + rel_tol and len(trials) < max_trials:
+        mid = float(np.sqrt(lo * hi))
+        trials.append((mid, file_bytes(mid)))
+        if trials[-1][1] <= target:
+            hi, best = mid, trials[-1]
+        else:
+            lo = mid
+    return best[0], best[1], trials
+
+
+def grid_widths(model: nn.Module, names: list[str]) -> dict[str, int]:
+    """``{name: ceil(log2(distinct values))}`` (at least 1): the index width each shared tensor of
+    a one-step grid ended with, for the report and the history."""
+    out = {}
+    for n in names:
+        levels = int(torch.unique(model.get_parameter(n).detach()).numel())
+        out[n] = max(1, int(np.ceil(np.log2(max(levels, 2)))))
+    return out

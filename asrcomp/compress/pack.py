@@ -60,7 +60,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from asrcomp.compress.alloc import TABLE_NAME, device_of, format_table, plan_bits, sensitivity_batches, write_table
+from asrcomp.compress.alloc import (TABLE_NAME, device_of, format_table, grid_widths, plan_bits, plan_step,
+                                    sensitivity_batches, write_table)
 from asrcomp.compress.ans import library_version
 from asrcomp.compress.bn_fold import fold_batch_norms
 from asrcomp.compress.kmeans import check_bits
@@ -78,6 +79,7 @@ log = logging.getLogger(__name__)
 PACKED_NAME = "model.acz"
 REPORT_NAME = "pack_report.tsv"
 SCHEDULES = ("oneshot", "agp")
+ALLOCATIONS = ("sensitivity", "equal-step")
 # PackConfig's options before the plan options (AGP, bit allocation, seed): always in the history
 ORIGINAL_OPTIONS = ("bits", "bits_output", "prune_sparsity", "prune_epochs", "finetune_epochs", "lr", "index_bits",
                     "coder", "train")
@@ -112,6 +114,10 @@ class PackConfig:
     target_bytes: int | None = None
     bits_choices: str | int = "2,3,4,5,6"
     sensitivity_batches: int = 4  # validation batches the sensitivity is measured on
+    # how target_bytes is met: "sensitivity" (the widths above) or, with the uniform quantizer,
+    # "equal-step": one grid step for every shared tensor (MPEG NNR's single quantisation
+    # parameter), the finest whose file fits; it measures nothing, so needs no validation data
+    allocation: str = "sensitivity"
     seed: int | None = None  # training seed of the retraining and fine-tuning (default: the train config's)
     # the tensors not shared: fold_bn folds batch-norm statistics into scale and shift (mean 0 and
     # var 1 are then constants); small_bits 8 stores constants as one value and the rest as 8-bit
@@ -169,9 +175,14 @@ class PackConfig:
             bad = f"target_bytes must be a positive byte count, got {self.target_bytes}"
         elif self.sensitivity_batches < 1:
             bad = f"sensitivity_batches must be >= 1, got {self.sensitivity_batches}"
+        elif self.allocation not in ALLOCATIONS:
+            bad = f"allocation {self.allocation!r} is not one of {', '.join(ALLOCATIONS)}"
+        elif self.allocation == "equal-step" and (self.quantizer != "uniform" or self.target_bytes is None):
+            bad = "allocation equal-step needs quantizer uniform and target_bytes"
         if bad:
             raise InputError(where, bad, fix="prune_schedule oneshot|agp (agp retrains: prune_epochs >= 1), "
-                             "prune_ramp_epochs 1..prune_epochs, target_bytes > 0")
+                             "prune_ramp_epochs 1..prune_epochs, target_bytes > 0, allocation sensitivity or "
+                             "equal-step (with --quantizer uniform)")
 
     def ramp_epochs(self) -> int:
         return self.prune_ramp_epochs if self.prune_ramp_epochs is not None else max(1, self.prune_epochs - 1)
@@ -292,7 +303,8 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
         raise InputError("--bits", f"no bits for {', '.join(missing)}", fix="add a default, e.g. 'default=5'")
     sparsity = {n: resolve(srules, n, 0.0) for n in names}
     training = pcfg.prune_epochs > 0 or pcfg.finetune_epochs > 0
-    if training or pcfg.target_bytes is not None:
+    measuring = pcfg.target_bytes is not None and pcfg.allocation == "sensitivity"
+    if training or measuring:
         if not (train_dir and valid_dir and lang_dir):
             raise InputError("pack", "fine-tuning and --target-bytes need <train-data> <valid-data> <lang-dir>",
                              fix="pass them, or set --prune-epochs 0 --finetune-epochs 0 and no --target-bytes")
@@ -323,19 +335,24 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
                                    identity={"sparsity": sparsity}),
                     history=history, stage={"stage": "pack-prune", "sparsity": sparsity})
                 sub.append(str(out_dir / "prune"))
-    plan = None
+    plan, step = None, None
     if pcfg.target_bytes is not None:
         final_sub = sub + ([str(out_dir / "quant")] if pcfg.finetune_epochs > 0 else [])
-        bits, plan = _allocate(model, names, sparsity, pcfg, tcfg, valid_dir, lang_dir, src_dir, meta,
-                               history, options, final_sub)
+        if pcfg.allocation == "equal-step":
+            step, plan = _plan_step(model, names, sparsity, pcfg, src_dir, meta, history, options, final_sub)
+        else:
+            bits, plan = _allocate(model, names, sparsity, pcfg, tcfg, valid_dir, lang_dir, src_dir, meta,
+                                   history, options, final_sub)
     t1 = time.time()
-    sh = share_weights(model, bits, pcfg.quantizer)
+    sh = share_weights(model, bits, pcfg.quantizer, step)
+    if step is not None:
+        bits = grid_widths(model, names)
     log.info("%s weight sharing of %d tensors in %.2f s", pcfg.quantizer, len(bits), time.time() - t1)
     if pcfg.finetune_epochs > 0:
         fit(model, out_dir / "quant", train_dir, valid_dir, lang_dir,
             dataclasses.replace(tcfg, epochs=pcfg.finetune_epochs),
             hooks=FitHooks(after_backward=sh.after_backward, after_step=sh.after_step, state={"share": sh},
-                           identity={"bits": bits, "sparsity": sparsity}),
+                           identity={"bits": bits, "sparsity": sparsity, "grid_step": step}),
             history=history, stage={"stage": "pack-finetune", "bits": bits})
         sub.append(str(out_dir / "quant"))
     model.cpu().eval()
@@ -343,7 +360,7 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     _store_small(model, names, pcfg)
     state = model.state_dict()
 
-    this = _history_entry(src_dir, options, bits, sparsity, sub)
+    this = _history_entry(src_dir, options, bits, sparsity, sub, step)
     t2 = time.time()
     data, head_bytes, header, stats = _encode(state, names, bits, pcfg, meta, src_dir, history + [this])
     t3 = time.time()
@@ -377,11 +394,16 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     if plan is not None:
         rows_a, info = plan
         info["packed_bytes"] = len(data)
-        write_table(out_dir / TABLE_NAME, rows_a, info)
-        log.info("bit allocation: target %s bytes, estimate %s (rest of the file %s + chosen tensors), trial "
-                 "pack %s, packed %s bytes (%s the target)", f"{info['target_bytes']:,}",
-                 f"{info['estimated_bytes']:,}", f"{info['rest_bytes']:,}", f"{info['trial_bytes']:,}",
-                 f"{len(data):,}", "within" if len(data) <= info["target_bytes"] else "OVER")
+        if rows_a is not None:
+            write_table(out_dir / TABLE_NAME, rows_a, info)
+            log.info("bit allocation: target %s bytes, estimate %s (rest of the file %s + chosen tensors), trial "
+                     "pack %s, packed %s bytes (%s the target)", f"{info['target_bytes']:,}",
+                     f"{info['estimated_bytes']:,}", f"{info['rest_bytes']:,}", f"{info['trial_bytes']:,}",
+                     f"{len(data):,}", "within" if len(data) <= info["target_bytes"] else "OVER")
+        else:
+            log.info("equal-step allocation: target %s bytes, grid step %.6g, trial pack %s, packed %s bytes (%s the "
+                     "target)", f"{info['target_bytes']:,}", step, f"{info['trial_bytes']:,}", f"{len(data):,}",
+                     "within" if len(data) <= info["target_bytes"] else "OVER")
         if len(data) > info["target_bytes"]:
             log.warning("the fine-tuned model packs to %d bytes, over the target %d: fine-tuning changed a "
                         "stream (merged or zeroed centroids)", len(data), info["target_bytes"])
@@ -404,9 +426,12 @@ def _bpe(src_dir: Path) -> Path | None:
     return bpe if bpe.is_file() else None
 
 
-def _history_entry(src_dir, options: dict, bits: dict, sparsity: dict, sub: list[str]) -> dict:
-    return {"stage": "pack", "src": str(src_dir), **options, "bits_per_tensor": bits,
-            "sparsity_per_tensor": {n: s for n, s in sparsity.items() if s > 0}, "fine_tuned_in": sub}
+def _history_entry(src_dir, options: dict, bits: dict, sparsity: dict, sub: list[str], step=None) -> dict:
+    entry = {"stage": "pack", "src": str(src_dir), **options, "bits_per_tensor": bits,
+             "sparsity_per_tensor": {n: s for n, s in sparsity.items() if s > 0}, "fine_tuned_in": sub}
+    if step is not None:
+        entry["grid_step"] = step
+    return entry
 
 
 def _encode(state, names, bits, pcfg: PackConfig, meta: dict, src_dir: Path, history: list[dict]):
@@ -475,6 +500,32 @@ def _allocate(model, names, sparsity, pcfg: PackConfig, tcfg: TrainConfig, valid
              "widths %s", time.time() - t, len(data), info["base_loss"], info["predicted_delta_loss"],
              ", ".join(f"{n} {b}" for n, b in bits.items()))
     return bits, (rows, info)
+
+
+def _plan_step(model, names, sparsity, pcfg: PackConfig, src_dir: Path, meta: dict, history: list[dict],
+               options: dict, final_sub: list[str]):
+    """The one uniform grid step of ``allocation: equal-step`` (:func:`asrcomp.compress.alloc.plan_step`):
+    ``(step, (None, info))``; the trial packs share grid and header with the real one."""
+    t = time.time()
+
+    def file_bytes(step: float) -> int:
+        m = copy.deepcopy(model).cpu()
+        share_weights(m, dict.fromkeys(names), "uniform", step)
+        bits = grid_widths(m, names)
+        _store_small(m, names, pcfg)
+        this = _history_entry(src_dir, options, bits, sparsity, final_sub, step)
+        return len(_encode(m.state_dict(), names, bits, pcfg, meta, src_dir, history + [this])[0])
+
+    weights = [model.get_parameter(n).detach().cpu().numpy() for n in names]
+    try:
+        step, nbytes, trials = plan_step(weights, pcfg.target_bytes, file_bytes)
+    except ValueError as e:
+        raise InputError("--target-bytes", str(e), fix="raise the target, or prune") from e
+    log.info("equal-step allocation in %.1f s, %d trial packs: step %.6g, %s bytes", time.time() - t,
+             len(trials), step, f"{nbytes:,}")
+    info = {"allocation": "equal-step", "target_bytes": int(pcfg.target_bytes), "grid_step": float(step),
+            "trial_bytes": int(nbytes), "trials": len(trials)}
+    return step, (None, info)
 
 
 def unpack(packed, out_dir) -> Path:

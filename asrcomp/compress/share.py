@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from asrcomp.compress.kmeans import quantize
-from asrcomp.compress.uniform import quantize_uniform
+from asrcomp.compress.uniform import quantize_grid, quantize_uniform
 
 MAX_SMALL = 1024  # floating tensors with < 2 dims and at most this many elements are stored as float16
 SMALL_BITS = (16, 8)  # how those are stored: float16, or 8-bit codes on a power-of-two grid
@@ -96,21 +96,28 @@ class ShareHooks:
             p.copy_(mean[a].view_as(p))
 
 
-def share_tensor(w: torch.Tensor, bits: int, name: str = "values",
-                 quantizer: str = "kmeans") -> tuple[np.ndarray, np.ndarray, int]:
+def share_tensor(w: torch.Tensor, bits: int, name: str = "values", quantizer: str = "kmeans",
+                 step: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """k-means (or, ``quantizer`` uniform, the uniform grid of :mod:`asrcomp.compress.uniform`) of
     one tensor, its exact zeros kept when it is sparse: ``(shared values float32, flat,
     assignment int64 flat (``k`` for the kept zeros), k)``; ``w`` itself is not changed. The
     uniform grid's zero level joins the kept zeros, so fine-tuning leaves it at exactly 0 (and
-    the file the size the bit allocation measured)."""
+    the file the size the bit allocation measured). ``step`` (uniform only): the grid's step,
+    instead of the one width ``bits`` gives."""
     w = w.detach().cpu().flatten().numpy().astype(np.float64)
     nz = w != 0
     sparse = (1 - nz.mean()) >= SPARSE_MIN_ZEROS
     vals = w[nz] if sparse else w
     if quantizer not in QUANTIZERS:
         raise ValueError(f"unknown quantizer {quantizer!r}: one of {', '.join(QUANTIZERS)}")
-    fn = quantize if quantizer == "kmeans" else quantize_uniform
-    book, idx = fn(vals, bits, name=name) if vals.size else (np.zeros(0, np.float32), np.zeros(0, np.int64))
+    if step is not None and quantizer != "uniform":
+        raise ValueError(f"{name}: a grid step needs the uniform quantizer, not {quantizer!r}")
+    if not vals.size:
+        book, idx = np.zeros(0, np.float32), np.zeros(0, np.int64)
+    elif step is not None:
+        book, idx = quantize_grid(vals, step, name)
+    else:
+        book, idx = (quantize if quantizer == "kmeans" else quantize_uniform)(vals, bits, name=name)
     if quantizer == "uniform" and (book == 0).any():  # the grid's zero level stays 0, like pruned weights
         q = np.zeros(w.size, np.float32)
         q[nz if sparse else slice(None)] = book[idx]
@@ -126,15 +133,16 @@ def share_tensor(w: torch.Tensor, bits: int, name: str = "values",
     return np.append(book, np.float32(0))[a], a, k
 
 
-def share_weights(model: nn.Module, bits: dict[str, int], quantizer: str = "kmeans") -> ShareHooks:
+def share_weights(model: nn.Module, bits: dict[str, int], quantizer: str = "kmeans",
+                  step: float | None = None) -> ShareHooks:
     """k-means (or uniform grid) each named parameter in place (pruned zeros stay 0); the hooks
-    that keep it so."""
+    that keep it so. ``step``: one uniform grid step for them all (``bits`` only names them)."""
     params = dict(model.named_parameters())
     assign, ks = {}, {}
     with torch.no_grad():
         for name, b in bits.items():
             p = params[name]
-            new, a, k = share_tensor(p, b, name, quantizer)
+            new, a, k = share_tensor(p, b, name, quantizer, step)
             p.copy_(torch.from_numpy(new).view_as(p).to(p.device, p.dtype))
             assign[name], ks[name] = torch.from_numpy(a), k
     return ShareHooks(assign, ks)

@@ -10,6 +10,9 @@ weights, k-means on four levels.
 Width ``b`` here names the step ``rms(values) * 2**(2 - b)``: about ``b`` bits per weight of
 index entropy for a bell-shaped tensor at high rates (differential entropy ``log2(rms) + ~2``),
 fewer at low ones; the pack stage's bit allocation measures each width's real bytes.
+:func:`quantize_grid` takes the step itself: pack's ``allocation: equal-step`` gives every
+shared tensor one step, the MSE-optimal split of a byte budget at high rates (equal distortion
+per weight), which needs no data.
 """
 
 from __future__ import annotations
@@ -31,7 +34,15 @@ def quantize_uniform(values: np.ndarray, bits: int, name: str = "values") -> tup
     Non-finite ``values`` are refused (ValueError naming ``name``)."""
     check_bits(bits)
     check_finite(values, name)
-    step = uniform_step(values, bits)
+    return quantize_grid(values, uniform_step(values, bits), name)
+
+
+def quantize_grid(values: np.ndarray, step: float, name: str = "values") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`quantize_uniform` on a given grid ``step`` (> 0), e.g. one step shared by every
+    tensor of a model, as MPEG NNR's single quantisation parameter."""
+    check_finite(values, name)
+    if not step > 0:
+        raise ValueError(f"{name}: grid step must be > 0, got {step}")
     k = np.rint(np.asarray(values, dtype=np.float64) / step).astype(np.int64)
     used, idx = np.unique(k, return_inverse=True)
     book, inv = np.unique((used * step).astype(np.float32), return_inverse=True)  # float32 may merge levels
