@@ -8,7 +8,9 @@
 2. per-tensor k-means weight sharing, ``bits`` per tensor chosen by name pattern
    (:mod:`asrcomp.compress.kmeans`) -- or, with ``target_bytes``, chosen from the measured
    validation-loss increase of each width under that byte budget
-   (:mod:`asrcomp.compress.alloc`, table in ``bit_allocation.tsv``) -- then fine-tuning of the
+   (:mod:`asrcomp.compress.alloc`, table in ``bit_allocation.tsv``; or, ``quantizer: uniform``
+   with ``allocation: equal-step``, one uniform grid step for every tensor, the finest whose
+   file fits the budget) -- then fine-tuning of the
    centroids: each weight's gradient is replaced by the sum over its cluster and after every
    step each weight is re-set to its cluster's mean, so the weights stay exactly tied (and
    pruned ones exactly 0). That is Deep Compression's trained quantisation: the exact gradient
