@@ -111,7 +111,12 @@ def _fbank_job(args):
 
 def make_fbank(data_dir: str | os.PathLike, feat_dir: str | os.PathLike, cfg: FbankConfig = FbankConfig(),
                nj: int = 1, batch: int = 16) -> Path:
-    """Extract fbank for every utterance of ``data_dir`` with ``nj`` processes; returns feats.scp."""
+    """Extract fbank for every utterance of ``data_dir`` with ``nj`` processes; returns feats.scp.
+
+    Features newer than ``wav.scp`` and made with ``cfg`` are kept as they are; made with other
+    CMVN options only (``cmvn``, ``norm_vars``), they keep their frames and get new CMVN stats
+    and ``fbank.yaml`` (Kaldi's compute-cmvn-stats without make-fbank); otherwise they are
+    extracted again. So a recipe rerun after its config's ``fbank:`` changed does what it says."""
     import kaldiio
     from tqdm import tqdm
 
@@ -120,6 +125,20 @@ def make_fbank(data_dir: str | os.PathLike, feat_dir: str | os.PathLike, cfg: Fb
     feat_dir.mkdir(parents=True, exist_ok=True)
     name = data.path.resolve().name
     wav_scp = data.path / "wav.scp"
+    feats_scp, yaml_path = data.path / "feats.scp", data.path / "fbank.yaml"
+    if feats_scp.is_file() and yaml_path.is_file() and feats_scp.stat().st_mtime > wav_scp.stat().st_mtime:
+        old, new = asdict(load_fbank_config(data.path)), asdict(cfg)
+        if old == new:
+            log.info("%s: features already made with these options", name)
+            return feats_scp
+        if {k: v for k, v in old.items() if k not in CMVN_OPTIONS} == \
+                {k: v for k, v in new.items() if k not in CMVN_OPTIONS}:
+            compute_cmvn_stats(data, feat_dir, cfg, feats_scp)
+            with atomic_open(yaml_path, "w") as f:
+                yaml.safe_dump(new, f, sort_keys=False)
+            log.info("%s: features kept, CMVN changed from %s to %s", name,
+                     {k: old[k] for k in CMVN_OPTIONS}, {k: new[k] for k in CMVN_OPTIONS})
+            return feats_scp
     line_of = {u: i for i, u in enumerate(read_table(wav_scp, max_fields=None), 1)}
     utts = data.utts
     jobs = [(utts[i:i + batch], [data.wav_scp[u] for u in utts[i:i + batch]],
@@ -179,6 +198,7 @@ def compute_cmvn_stats(data: DataDir, feat_dir: Path, cfg: FbankConfig, feats_sc
 
 
 CMVN_MODES = ("speaker", "global", "utterance", "none")
+CMVN_OPTIONS = ("cmvn", "norm_vars")  # applied when features are read: changing them keeps the frames
 
 
 def utterance_stats(feats: np.ndarray) -> np.ndarray:

@@ -56,10 +56,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
     fi
     sets="$sets $model_train_set"
   fi
-  for s in $sets; do
-    if [ -f $data/$s/feats.scp ] && [ $data/$s/feats.scp -nt $data/$s/wav.scp ]; then
-      log "stage 1: features for $s already complete"; continue
-    fi
+  for s in $sets; do  # make-fbank keeps features made with the config's options (new CMVN stats if only CMVN changed)
     log "stage 1: fbank features for $s"
     $steps/make_fbank.sh --nj $nj --conf $conf $data/$s $data/fbank
   done

@@ -63,6 +63,28 @@ def test_utterance_cmvn_reads_each_utterance_by_its_own_stats(tone_data_dir, tmp
     with pytest.raises(ValueError, match="cmvn must be one of"):
         make_fbank(tone_data_dir, tmp_path / "fbank2", FbankConfig(cmvn="speakers"))
 
+def test_make_fbank_again_keeps_features_and_redoes_only_what_changed(tone_data_dir, tmp_path):
+    """A rerun with the same options keeps everything; with another CMVN it keeps the frames and
+    rewrites the stats; with another extraction option it extracts again."""
+    import os
+    import yaml
+
+    make_fbank(tone_data_dir, tmp_path / "fbank", FbankConfig(cmvn="speaker"))
+    scp = tone_data_dir / "feats.scp"
+    os.utime(scp, (1e9 + 10, 2e9))  # newer than wav.scp, and a stamp a rewrite would change
+    stamp = scp.stat().st_mtime
+    make_fbank(tone_data_dir, tmp_path / "fbank", FbankConfig(cmvn="speaker"))
+    assert scp.stat().st_mtime == stamp and (tone_data_dir / "cmvn.scp").is_file()
+    make_fbank(tone_data_dir, tmp_path / "fbank", FbankConfig(cmvn="utterance"))
+    assert scp.stat().st_mtime == stamp and not (tone_data_dir / "cmvn.scp").exists()
+    assert yaml.safe_load((tone_data_dir / "fbank.yaml").read_text())["cmvn"] == "utterance"
+    for u, x in iter_features(tone_data_dir):  # read under the new CMVN
+        assert np.abs(x.mean(0)).max() < 1e-3, u
+    make_fbank(tone_data_dir, tmp_path / "fbank", FbankConfig(cmvn="utterance", num_mel_bins=40))
+    assert scp.stat().st_mtime != stamp
+    assert next(iter(kaldiio.load_scp(str(scp)).values())).shape[1] == 40
+
+
 def test_apply_cmvn_mean_only():
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     stats = np.zeros((2, 4))
