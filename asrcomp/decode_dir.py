@@ -142,12 +142,13 @@ def _durations(data_dir: Path, cfg: dict) -> dict[str, float]:
 
 def _phone_refs(refs: dict[str, list[str]], model_dir: Path, cfg: dict) -> dict[str, list[str]]:
     """The reference words expanded into phones (first pronunciation; <UNK>'s for unknown words)
-    with the model dir's own lexicon.txt (a model dir written before it held one: the lang dir
-    its history names, when that still exists)."""
+    with the model dir's own lexicon.txt (a model dir written before it held one: the first lang
+    dir its history names that still exists)."""
     path = Path(model_dir) / "lexicon.txt"
     if not path.is_file():
         old = [Path(h["lang_dir"]) / "lexicon.txt" for h in cfg.get("history", []) if h.get("lang_dir")]
-        if not old or not old[0].is_file():
+        old = [p for p in old if p.is_file()]
+        if not old:
             raise InputError(path, "a phone model dir needs its lexicon to score the greedy phone output",
                              fix="rerun the stage that wrote this model dir (it copies the lang dir's lexicon.txt), "
                                  "or copy the lang dir's lexicon.txt into it")

@@ -465,6 +465,8 @@ def global_cmvn(data_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, in
 
 # ----------------------------------------------------------------------------- export
 
+LEXICON = "lexicon.txt"
+
 def _load_source(src: Path, tmp: Path) -> tuple[nn.Module, dict, Path]:
     """``(model, model.yaml, dir with tokens.txt)`` of a model dir or a packed ``model.acz`` file."""
     if src.is_file():
@@ -563,6 +565,10 @@ def export_onnx(src: str | os.PathLike, out_dir: str | os.PathLike, cmvn_dir: st
         shutil.copyfile(src_dir / "tokens.txt", out_dir / "tokens.txt")
         if (src_dir / "bpe.model").is_file():
             shutil.copyfile(src_dir / "bpe.model", out_dir / "bpe.model")
+        # the lexicon scores a phone model's greedy output; a model.acz carries none, its dir does
+        lexicon = src_dir / LEXICON if (src_dir / LEXICON).is_file() else src.parent / LEXICON
+        if lexicon.is_file():
+            shutil.copyfile(lexicon, out_dir / LEXICON)
         info = {"file": ONNX_NAME, "dtype": "float32", "quantization": "none", "opset": OPSET,
                 "bytes": (out_dir / ONNX_NAME).stat().st_size, "cmvn": cmvn_info,
                 "acoustic_scale": acoustic_scale, "blank_penalty": blank_penalty,
@@ -673,7 +679,7 @@ def _copy_dir_files(src: Path, out_dir: Path) -> dict:
         raise InputError(src, f"not an exported ONNX dir ({ONNX_NAME} or the onnx: section of model.yaml missing)",
                          fix="run asrcomp export-onnx on the model dir first")
     out_dir.mkdir(parents=True, exist_ok=True)
-    for f in ("tokens.txt", "bpe.model"):
+    for f in ("tokens.txt", "bpe.model", LEXICON):
         if (src / f).is_file():
             shutil.copyfile(src / f, out_dir / f)
     return meta

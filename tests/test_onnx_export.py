@@ -267,6 +267,20 @@ def test_int8_and_fp16(tmp_path):
     assert weight_report(q / "model.onnx")["nodes"] == weight_report(out / "model.onnx")["nodes"]
 
 
+def test_export_of_a_packed_file_keeps_its_dirs_lexicon(tmp_path):
+    """A phone model's greedy output is scored with the model dir's lexicon.txt: export-onnx of a
+    model.acz takes the one beside it, and the int8 variant keeps it."""
+    from asrcomp.compress.pack import PackConfig, pack
+
+    src = _model_dir(tmp_path, TDNN, "m")
+    (src / "lexicon.txt").write_text("A t1 t2\n")
+    packed = pack(src, tmp_path / "p", PackConfig(bits=4))
+    assert (packed / "lexicon.txt").is_file()
+    out = export_onnx(packed / "model.acz", tmp_path / "onnx")
+    q = quantize(out, tmp_path / "int8")
+    assert (out / "lexicon.txt").read_text() == (q / "lexicon.txt").read_text() == "A t1 t2\n"
+
+
 def test_int8_static_calibrated_on_features(tmp_path, tone_data_dir):
     """Static QDQ int8: activation ranges from the data dir's features; decodes like the float model."""
     from asrcomp.features import FbankConfig, make_fbank
