@@ -5,6 +5,7 @@ An exported dir is a model dir for deployment::
     model.onnx   inputs  x: (N, T, 80) float32 raw fbank, x_lens: (N,) int64
                  outputs log_probs: (N, T', V) float32, log_probs_len: (N,) int64
     tokens.txt   the model's token table (sherpa-onnx reads it)
+    lexicon.txt  (phone models) the source dir's lexicon, to score the greedy phone output
     model.yaml   the source's model.yaml plus an ``onnx:`` section (what is baked in, bytes,
                  quantisation) and a history entry
 
@@ -81,6 +82,7 @@ from asrcomp.utils import InputError, atomic_open, atomic_path
 log = logging.getLogger(__name__)
 
 ONNX_NAME = "model.onnx"
+LEXICON = "lexicon.txt"  # scores a phone model's greedy output; copied beside model.onnx
 OPSET = 17
 INPUTS = ("x", "x_lens")
 OUTPUTS = ("log_probs", "log_probs_len")
@@ -464,8 +466,6 @@ def global_cmvn(data_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, in
 
 
 # ----------------------------------------------------------------------------- export
-
-LEXICON = "lexicon.txt"
 
 def _load_source(src: Path, tmp: Path) -> tuple[nn.Module, dict, Path]:
     """``(model, model.yaml, dir with tokens.txt)`` of a model dir or a packed ``model.acz`` file."""
