@@ -188,6 +188,26 @@ def test_allocation_equals_brute_force():
         allocate_bits(np.zeros((2, 2)), np.array([[2, 3], [3, 4]]), 4)
 
 
+def test_plan_bits_tightens_below_a_choice_with_slack(monkeypatch):
+    """The trial pack overshooting by less than the chosen widths' slack must still change the
+    choice (it once re-chose the same widths four times and failed 10 bytes over)."""
+    from asrcomp.compress import alloc
+
+    nbytes = np.array([[100, 200, 300], [100, 200, 300]])
+    dloss = np.array([[0.3, 0.1, 0.0], [0.3, 0.1, 0.0]])
+    monkeypatch.setattr(alloc, "measure_sensitivity", lambda *a, **k: (dloss, nbytes, 1.0))
+    model = torch.nn.Linear(2, 2)
+    names = ["weight", "bias"]
+    width = {2: 0, 3: 1, 4: 2}
+
+    def file_bytes(bits):  # the rest of the file: 70 bytes, 20 more when a tensor takes 4 bits
+        return 70 + 20 * (4 in bits.values()) + sum(int(nbytes[i, width[b]]) for i, b in enumerate(bits.values()))
+
+    # budget 580 - 70: widths (3, 4) fit the estimate (570) with 10 bytes of slack, the file (590) does not
+    bits, _, info = alloc.plan_bits(model, names, [2, 3, 4], 580, None, "cpu", file_bytes)
+    assert info["trial_bytes"] == 470 and list(bits.values()) == [3, 3]
+
+
 def test_coded_bytes_is_what_the_file_spends(tmp_path):
     from tiny_corpus import make_random_model_dir
 

@@ -170,7 +170,8 @@ def plan_bits(model: nn.Module, names: list[str], widths: list[int], target: int
             break
         log.warning("bit allocation: the trial pack takes %d bytes, the estimate %d; target %d: tightening",
                     trial, est, target)
-        budget -= trial - target
+        # below what the chosen widths take, not the budget: a choice with slack would come back
+        budget = min(budget, est - rest) - (trial - target)
     else:
         raise ValueError(f"could not fit {target:,} bytes: the trial packs stay above it (last {trial:,})")
     rows = []
