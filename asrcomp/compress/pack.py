@@ -474,6 +474,19 @@ def _prune_gradually(model, sparsity, pcfg: PackConfig, tcfg: TrainConfig, out_d
     return str(out_dir / "prune")
 
 
+def _trial_bytes(model, names, bits: dict, step: float | None, sparsity, pcfg: PackConfig, src_dir: Path,
+                 meta: dict, history: list[dict], options: dict, final_sub: list[str]) -> int:
+    """Bytes of the file pack would write for a copy of ``model`` shared with ``bits`` (or one
+    uniform grid ``step``) and no fine-tuning: the allocations' trial pack."""
+    m = copy.deepcopy(model).cpu()
+    share_weights(m, bits, pcfg.quantizer, step)
+    if step is not None:
+        bits = grid_widths(m, names)
+    _store_small(m, names, pcfg)
+    this = _history_entry(src_dir, options, bits, sparsity, final_sub, step)
+    return len(_encode(m.state_dict(), names, bits, pcfg, meta, src_dir, history + [this])[0])
+
+
 def _allocate(model, names, sparsity, pcfg: PackConfig, tcfg: TrainConfig, valid_dir, lang_dir, src_dir: Path,
               meta: dict, history: list[dict], options: dict, final_sub: list[str]):
     """Widths per tensor under ``pcfg.target_bytes`` (:func:`asrcomp.compress.alloc.plan_bits`):
@@ -483,11 +496,7 @@ def _allocate(model, names, sparsity, pcfg: PackConfig, tcfg: TrainConfig, valid
     data = sensitivity_batches(valid_dir, lang_dir, model, tcfg, pcfg.sensitivity_batches)
 
     def file_bytes(bits: dict) -> int:
-        m = copy.deepcopy(model).cpu()
-        share_weights(m, bits, pcfg.quantizer)
-        _store_small(m, names, pcfg)
-        this = _history_entry(src_dir, options, bits, sparsity, final_sub)
-        return len(_encode(m.state_dict(), names, bits, pcfg, meta, src_dir, history + [this])[0])
+        return _trial_bytes(model, names, bits, None, sparsity, pcfg, src_dir, meta, history, options, final_sub)
 
     try:
         bits, rows, info = plan_bits(model, names, widths, pcfg.target_bytes, data, device_of(tcfg), file_bytes,
@@ -511,12 +520,8 @@ def _plan_step(model, names, sparsity, pcfg: PackConfig, src_dir: Path, meta: di
     t = time.time()
 
     def file_bytes(step: float) -> int:
-        m = copy.deepcopy(model).cpu()
-        share_weights(m, dict.fromkeys(names), "uniform", step)
-        bits = grid_widths(m, names)
-        _store_small(m, names, pcfg)
-        this = _history_entry(src_dir, options, bits, sparsity, final_sub, step)
-        return len(_encode(m.state_dict(), names, bits, pcfg, meta, src_dir, history + [this])[0])
+        return _trial_bytes(model, names, dict.fromkeys(names), step, sparsity, pcfg, src_dir, meta, history,
+                            options, final_sub)
 
     weights = [model.get_parameter(n).detach().cpu().numpy() for n in names]
     try:
