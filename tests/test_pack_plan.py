@@ -140,7 +140,8 @@ def test_agp_pack_end_to_end(corpus, tmp_path):
                                   {"prune_schedule": "agp", "prune_sparsity": 0.5, "prune_epochs": 2,
                                    "prune_ramp_epochs": 3},
                                   {"prune_initial_sparsity": 1.0}, {"prune_every": 0}, {"target_bytes": 0},
-                                  {"bits_choices": "2,x"}, {"bits_choices": "0-3"}, {"sensitivity_batches": 0}])
+                                  {"bits_choices": "2,x"}, {"bits_choices": "0-3"}, {"sensitivity_batches": 0},
+                                  {"distill_alpha": 1.5}, {"distill_temperature": 0}])
 def test_bad_plan_options_are_input_errors(opts):
     with pytest.raises(InputError, match="conf/x.yaml"):
         PackConfig.from_dict(opts, where="conf/x.yaml")
@@ -405,3 +406,39 @@ def test_cli_plan_flags(tmp_path, capfd):
     assert load_model_dir(tmp_path / "e")[1]["history"][-1]["allocation"] == "equal-step"
     assert load_model_dir(tmp_path / "p")[1]["history"][-1]["seed"] == 3
     assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- the input as teacher
+
+
+def _kl_to(teacher, student, data_dir: Path) -> float:
+    """Mean per-frame KL(teacher || student) over the utterances of ``data_dir``, both in eval mode."""
+    import kaldiio
+    total, frames = 0.0, 0
+    teacher.eval(), student.eval()
+    with torch.no_grad():
+        for _, feats in kaldiio.load_scp_sequential(str(data_dir / "feats.scp")):
+            x = torch.tensor(np.asarray(feats), dtype=torch.float32)[None]
+            lens = torch.tensor([x.shape[1]])
+            t, _ = teacher(x, lens)
+            s, _ = student(x, lens)
+            total += float((t.exp() * (t - s)).sum())
+            frames += t.shape[1]
+    return total / frames
+
+
+def test_distill_alpha_fine_tunes_towards_the_input_model(corpus, tmp_path):
+    """--distill-alpha 1: the retraining learns the input's posteriors (Polino et al. 2018), so the
+    packed model ends closer to its input than the same pack trained on CTC alone (same seed)."""
+    teacher, _ = load_model_dir(corpus["model"])
+    kl, outs = {}, {}
+    for alpha in (0.0, 1.0):
+        pcfg = PackConfig(bits=2, bits_output=2, prune_sparsity=0.5, prune_epochs=2, finetune_epochs=2,
+                          distill_alpha=alpha, distill_temperature=1.0)
+        outs[alpha] = pack(corpus["model"], tmp_path / f"a{alpha}", pcfg, tiny_cfg(lr=0.01), *_args(corpus))
+        kl[alpha] = _kl_to(teacher, load_model_dir(outs[alpha])[0], corpus["train"])
+    assert kl[1.0] < 0.1 * kl[0.0], kl  # measured 0.0003 against 0.28
+    ck = torch.load(outs[1.0] / "quant" / "epoch-1.pt", map_location="cpu", weights_only=False)
+    assert ck["identity"]["stage"]["distill_alpha"] == 1.0  # a CTC-only checkpoint is not resumed under it
+    assert load_model_dir(outs[1.0])[1]["history"][-1]["distill_alpha"] == 1.0
+    assert "distill_alpha" not in load_model_dir(outs[0.0])[1]["history"][-1]  # default: as before

@@ -66,6 +66,7 @@ from asrcomp.compress.alloc import (TABLE_NAME, device_of, format_table, grid_wi
                                     sensitivity_batches, write_table)
 from asrcomp.compress.ans import library_version
 from asrcomp.compress.bn_fold import fold_batch_norms
+from asrcomp.compress.distill import DistillLoss
 from asrcomp.compress.kmeans import check_bits
 from asrcomp.compress.pack_format import CODERS, encode_state, payload_part, read_packed, write_packed
 from asrcomp.compress.pack_report import format_report, ratio_text, report_rows, write_report
@@ -129,6 +130,10 @@ class PackConfig:
     # kmeans (Deep Compression) or uniform: an entropy-coded uniform grid, width b the step
     # rms * 2**(2 - b) (asrcomp.compress.uniform)
     quantizer: str = "kmeans"
+    # the input model as teacher of the retraining and fine-tuning (quantised distillation, Polino
+    # et al. 2018; Mishra & Marr's Apprentice 2018): loss (1 - a) CTC + a T^2 KL, as asrcomp distill
+    distill_alpha: float = 0.0
+    distill_temperature: float = 2.0
 
     @classmethod
     def from_dict(cls, d: dict | None, where="pack config") -> "PackConfig":
@@ -181,10 +186,13 @@ class PackConfig:
             bad = f"allocation {self.allocation!r} is not one of {', '.join(ALLOCATIONS)}"
         elif self.allocation == "equal-step" and (self.quantizer != "uniform" or self.target_bytes is None):
             bad = "allocation equal-step needs quantizer uniform and target_bytes"
+        elif not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
+            bad = (f"distill_alpha must be in [0, 1] and distill_temperature > 0, got {self.distill_alpha} and "
+                   f"{self.distill_temperature}")
         if bad:
             raise InputError(where, bad, fix="prune_schedule oneshot|agp (agp retrains: prune_epochs >= 1), "
                              "prune_ramp_epochs 1..prune_epochs, target_bytes > 0, allocation sensitivity or "
-                             "equal-step (with --quantizer uniform)")
+                             "equal-step (with --quantizer uniform), distill_alpha 0..1")
 
     def ramp_epochs(self) -> int:
         return self.prune_ramp_epochs if self.prune_ramp_epochs is not None else max(1, self.prune_epochs - 1)
@@ -304,6 +312,7 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     if missing and pcfg.target_bytes is None:
         raise InputError("--bits", f"no bits for {', '.join(missing)}", fix="add a default, e.g. 'default=5'")
     sparsity = {n: resolve(srules, n, 0.0) for n in names}
+    kd = _teacher(model, pcfg)
     training = pcfg.prune_epochs > 0 or pcfg.finetune_epochs > 0
     measuring = pcfg.target_bytes is not None and pcfg.allocation == "sensitivity"
     if training or measuring:
@@ -321,7 +330,8 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     t0 = time.time()
     if any(s > 0 for s in sparsity.values()):
         if pcfg.prune_schedule == "agp":
-            sub.append(_prune_gradually(model, sparsity, pcfg, tcfg, out_dir, train_dir, valid_dir, lang_dir, history))
+            sub.append(_prune_gradually(model, sparsity, pcfg, tcfg, out_dir, train_dir, valid_dir, lang_dir, history,
+                                        kd))
         else:
             masks = prune_model(model, sparsity)
             log.info("pruned %d tensors: %s", len(masks),
@@ -333,9 +343,9 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
                     dataclasses.replace(tcfg, epochs=pcfg.prune_epochs,
                                         start_epoch=tcfg.start_epoch if tcfg.start_epoch <= 1 or
                                         pcfg.finetune_epochs == 0 else 0),
-                    hooks=FitHooks(after_backward=mh.after_backward, after_step=mh.after_step, state={"masks": mh},
-                                   identity={"sparsity": sparsity}),
-                    history=history, stage={"stage": "pack-prune", "sparsity": sparsity})
+                    hooks=FitHooks(loss=kd[0], after_backward=mh.after_backward, after_step=mh.after_step,
+                                   state={"masks": mh}, identity={"sparsity": sparsity, **kd[1]}),
+                    history=history, stage={"stage": "pack-prune", "sparsity": sparsity, **kd[1]})
                 sub.append(str(out_dir / "prune"))
     plan, step = None, None
     if pcfg.target_bytes is not None:
@@ -353,9 +363,9 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     if pcfg.finetune_epochs > 0:
         fit(model, out_dir / "quant", train_dir, valid_dir, lang_dir,
             dataclasses.replace(tcfg, epochs=pcfg.finetune_epochs),
-            hooks=FitHooks(after_backward=sh.after_backward, after_step=sh.after_step, state={"share": sh},
-                           identity={"bits": bits, "sparsity": sparsity, "grid_step": step}),
-            history=history, stage={"stage": "pack-finetune", "bits": bits})
+            hooks=FitHooks(loss=kd[0], after_backward=sh.after_backward, after_step=sh.after_step, state={"share": sh},
+                           identity={"bits": bits, "sparsity": sparsity, "grid_step": step, **kd[1]}),
+            history=history, stage={"stage": "pack-finetune", "bits": bits, **kd[1]})
         sub.append(str(out_dir / "quant"))
     model.cpu().eval()
     sh.after_step(model)  # exact ties (and zeros) whatever training did last
@@ -452,8 +462,17 @@ def _encode(state, names, bits, pcfg: PackConfig, meta: dict, src_dir: Path, his
     return data, head_bytes, header, stats
 
 
+def _teacher(model, pcfg: PackConfig) -> tuple[DistillLoss | None, dict]:
+    """The retraining's loss and its identity: CTC (``None, {}``), or distillation from a frozen
+    copy of ``model`` as it is now (the input, before pruning and sharing)."""
+    if pcfg.distill_alpha == 0:
+        return None, {}
+    loss = DistillLoss(copy.deepcopy(model), pcfg.distill_alpha, pcfg.distill_temperature)
+    return loss, {"distill_alpha": pcfg.distill_alpha, "distill_temperature": pcfg.distill_temperature}
+
+
 def _prune_gradually(model, sparsity, pcfg: PackConfig, tcfg: TrainConfig, out_dir: Path, train_dir, valid_dir,
-                     lang_dir, history) -> str:
+                     lang_dir, history, kd) -> str:
     """AGP (:class:`GradualMaskHooks`) over the prune retraining; final.pt averages only the
     checkpoints taken at the final masks (the epochs from the end of the ramp on)."""
     ramp = pcfg.ramp_epochs()
@@ -466,9 +485,9 @@ def _prune_gradually(model, sparsity, pcfg: PackConfig, tcfg: TrainConfig, out_d
     fit(model, out_dir / "prune", train_dir, valid_dir, lang_dir,
         dataclasses.replace(tcfg, epochs=pcfg.prune_epochs, avg=avg,
                             start_epoch=tcfg.start_epoch if tcfg.start_epoch <= 1 or pcfg.finetune_epochs == 0 else 0),
-        hooks=FitHooks(after_backward=gh.after_backward, after_step=gh.after_step, begin=gh.begin,
-                       state={"masks": gh}, identity={"sparsity": sparsity, "prune_schedule": gh.identity()}),
-        history=history, stage={"stage": "pack-prune", "sparsity": sparsity, **gh.identity()})
+        hooks=FitHooks(loss=kd[0], after_backward=gh.after_backward, after_step=gh.after_step, begin=gh.begin,
+                       state={"masks": gh}, identity={"sparsity": sparsity, "prune_schedule": gh.identity(), **kd[1]}),
+        history=history, stage={"stage": "pack-prune", "sparsity": sparsity, **gh.identity(), **kd[1]})
     got = {n: round(sparsity_of(model.get_parameter(n)), 4) for n in gh.final}
     log.info("AGP done: sparsity per tensor %s", got)
     return str(out_dir / "prune")
