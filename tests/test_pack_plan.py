@@ -433,11 +433,11 @@ def test_distill_alpha_fine_tunes_towards_the_input_model(corpus, tmp_path):
     teacher, _ = load_model_dir(corpus["model"])
     kl, outs = {}, {}
     for alpha in (0.0, 1.0):
-        pcfg = PackConfig(bits=2, bits_output=2, prune_sparsity=0.5, prune_epochs=2, finetune_epochs=2,
+        pcfg = PackConfig(bits=2, bits_output=2, prune_sparsity=0.5, prune_epochs=1, finetune_epochs=1,
                           distill_alpha=alpha, distill_temperature=1.0)
         outs[alpha] = pack(corpus["model"], tmp_path / f"a{alpha}", pcfg, tiny_cfg(lr=0.01), *_args(corpus))
         kl[alpha] = _kl_to(teacher, load_model_dir(outs[alpha])[0], corpus["train"])
-    assert kl[1.0] < 0.1 * kl[0.0], kl  # measured 0.0003 against 0.28
+    assert kl[1.0] < 0.1 * kl[0.0], kl  # measured 0.0009 against 0.038
     ck = torch.load(outs[1.0] / "quant" / "epoch-1.pt", map_location="cpu", weights_only=False)
     assert ck["identity"]["stage"]["distill_alpha"] == 1.0  # a CTC-only checkpoint is not resumed under it
     assert load_model_dir(outs[1.0])[1]["history"][-1]["distill_alpha"] == 1.0
