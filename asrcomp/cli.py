@@ -236,7 +236,8 @@ def _cmd_pack(a):
                  prune_ramp_epochs=a.prune_ramp_epochs, prune_every=a.prune_every, target_bytes=a.target_bytes,
                  bits_choices=a.bits_choices, sensitivity_batches=a.sensitivity_batches, seed=a.seed,
                  fold_bn=a.fold_bn, small_bits=a.small_bits, quantizer=a.quantizer,
-                 allocation=a.allocation, distill_alpha=a.distill_alpha, distill_temperature=a.distill_temperature)
+                 allocation=a.allocation, distill_alpha=a.distill_alpha, distill_temperature=a.distill_temperature,
+                 finetune_mode=a.finetune_mode)
     pcfg, tcfg = build_configs(a.conf, flags, (a.set or []) + ([f"device={a.device}"] if a.device else [])
                                + ([f"start_epoch={a.start_epoch}"] if a.start_epoch is not None else []))
     pack(a.src_dir, a.out_dir, pcfg, tcfg, a.train_dir, a.valid_dir, a.lang_dir)
@@ -543,6 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--distill-alpha", type=float,
                    help="the input model as teacher of the retraining: weight of its KL term (default 0: CTC only)")
     s.add_argument("--distill-temperature", type=float, help="temperature of that KL term (default 2)")
+    s.add_argument("--finetune-mode", choices=["tied", "ste"],
+                   help="after sharing: tied (default; the centroids learn) or ste (latent weights, straight-through, "
+                        "re-assigned to the nearest centroid after every step)")
     s.add_argument("--quantizer", choices=["kmeans", "uniform"],
                    help="kmeans (default): 2**bits levels; uniform: an entropy-coded grid of step rms * 2**(2 - bits)")
     s.add_argument("--fold-bn", action="store_true", default=None,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from asrcomp.compress.kmeans import kmeans_1d, linear_init, quantize
 from asrcomp.compress.pack import PackConfig, pack, unpack
 from asrcomp.compress.prune import MaskHooks, magnitude_mask, prune_model, sparsity_of
-from asrcomp.compress.share import ShareHooks, quantised_names, share_weights
+from asrcomp.compress.share import ShareHooks, SteShareHooks, quantised_names, share_weights
 from asrcomp.modeldir import load_model_dir, save_model_dir
 from asrcomp.nnet import build_model
 from asrcomp.utils import InputError
@@ -236,3 +236,43 @@ def test_shared_weights_stay_tied_and_centroids_move():
         assert len(torch.unique(p)) <= 8 + (n == names[1])
         assert not torch.equal(p, before[n])
     assert torch.all(model.get_parameter(names[1])[zeros] == 0)
+
+
+def test_ste_fine_tuning_moves_weights_across_clusters_and_stays_shared():
+    """--finetune-mode ste: latent weights take the gradient, weights change cluster (the tied
+    hooks never do), the parameters stay exactly on the codebook, pruned weights stay 0, and a
+    checkpointed state restores the latent weights."""
+    torch.manual_seed(0)
+    model = build_model(ARCH).train()
+    names = quantised_names(model)
+    prune_model(model, {names[1]: 0.5})
+    zeros = model.get_parameter(names[1]) == 0
+    hooks = share_weights(model, {n: 2 for n in names}, ste=True)
+    assert isinstance(hooks, SteShareHooks)
+    first = {n: a.clone() for n, a in hooks.assign.items()}
+    state0 = hooks.state_dict()
+    _toy_steps(model, hooks)
+    moved = sum(int((hooks.assign[n] != first[n]).sum()) for n in names)
+    assert moved > 0
+    for n in names:
+        p = model.get_parameter(n).detach().flatten()
+        a, k = hooks.assign[n], hooks.k[n]
+        assert torch.equal(p[a < k], hooks.book[n][a[a < k]]) and torch.all(p[a == k] == 0)
+        assert torch.equal(a == k, first[n] == k)  # the pruning mask is kept
+        assert len(torch.unique(p)) <= 4 + (n == names[1])
+        assert not torch.equal(hooks.latent[n], p)  # the latent weights carry what rounding drops
+    assert torch.all(model.get_parameter(names[1])[zeros] == 0)
+    # the tied hooks from the same start never re-assign
+    torch.manual_seed(0)
+    tied_model = build_model(ARCH).train()
+    prune_model(tied_model, {names[1]: 0.5})
+    tied = share_weights(tied_model, {n: 2 for n in names})
+    tied_first = {n: a.clone() for n, a in tied.assign.items()}
+    _toy_steps(tied_model, tied)
+    assert all(torch.equal(tied.assign[n], tied_first[n]) for n in names)
+    # resume: the state round-trips
+    back = SteShareHooks({n: a.clone() for n, a in first.items()}, dict(hooks.k), {}, {})
+    back.load_state_dict(hooks.state_dict())
+    assert all(torch.equal(back.latent[n], hooks.latent[n]) and torch.equal(back.assign[n], hooks.assign[n])
+               for n in names)
+    assert not all(torch.equal(state0["latent"][n], hooks.latent[n]) for n in names)

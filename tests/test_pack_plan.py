@@ -141,7 +141,7 @@ def test_agp_pack_end_to_end(corpus, tmp_path):
                                    "prune_ramp_epochs": 3},
                                   {"prune_initial_sparsity": 1.0}, {"prune_every": 0}, {"target_bytes": 0},
                                   {"bits_choices": "2,x"}, {"bits_choices": "0-3"}, {"sensitivity_batches": 0},
-                                  {"distill_alpha": 1.5}, {"distill_temperature": 0}])
+                                  {"distill_alpha": 1.5}, {"distill_temperature": 0}, {"finetune_mode": "latent"}])
 def test_bad_plan_options_are_input_errors(opts):
     with pytest.raises(InputError, match="conf/x.yaml"):
         PackConfig.from_dict(opts, where="conf/x.yaml")
@@ -442,3 +442,19 @@ def test_distill_alpha_fine_tunes_towards_the_input_model(corpus, tmp_path):
     assert ck["identity"]["stage"]["distill_alpha"] == 1.0  # a CTC-only checkpoint is not resumed under it
     assert load_model_dir(outs[1.0])[1]["history"][-1]["distill_alpha"] == 1.0
     assert "distill_alpha" not in load_model_dir(outs[0.0])[1]["history"][-1]  # default: as before
+
+
+def test_ste_fine_tuning_packs_what_it_trained(corpus, tmp_path):
+    """--finetune-mode ste end to end: the checkpointed latent weights train off the codebook,
+    and model.acz still unpacks to exactly the model dir's weights."""
+    pcfg = PackConfig(bits=2, bits_output=2, prune_sparsity=0.5, prune_epochs=1, finetune_epochs=1,
+                      finetune_mode="ste")
+    out = pack(corpus["model"], tmp_path / "ste", pcfg, tiny_cfg(lr=0.01), *_args(corpus))
+    model, meta = load_model_dir(out)
+    assert all(torch.equal(v, read_packed(out / "model.acz")[1][k]) for k, v in model.state_dict().items())
+    ck = torch.load(out / "quant" / "epoch-1.pt", map_location="cpu", weights_only=False)
+    assert ck["identity"]["stage"]["finetune_mode"] == "ste" and meta["history"][-1]["finetune_mode"] == "ste"
+    share = ck["hooks"]["share"]
+    assert any(not torch.equal(share["latent"][n].view(-1)[share["assign"][n] < share["k"][n]],
+                               share["book"][n][share["assign"][n][share["assign"][n] < share["k"][n]]])
+               for n in share["assign"])  # the latent weights are off the codebook

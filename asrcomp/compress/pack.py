@@ -83,6 +83,7 @@ PACKED_NAME = "model.acz"
 REPORT_NAME = "pack_report.tsv"
 SCHEDULES = ("oneshot", "agp")
 ALLOCATIONS = ("sensitivity", "equal-step")
+FINETUNE_MODES = ("tied", "ste")
 # PackConfig's options before the plan options (AGP, bit allocation, seed): always in the history
 ORIGINAL_OPTIONS = ("bits", "bits_output", "prune_sparsity", "prune_epochs", "finetune_epochs", "lr", "index_bits",
                     "coder", "train")
@@ -134,6 +135,9 @@ class PackConfig:
     # et al. 2018; Mishra & Marr's Apprentice 2018): loss (1 - a) CTC + a T^2 KL, as asrcomp distill
     distill_alpha: float = 0.0
     distill_temperature: float = 2.0
+    # the fine-tuning after sharing: "tied" (Deep Compression: the centroids learn, assignments
+    # fixed) or "ste" (straight-through on latent weights that may change cluster: SteShareHooks)
+    finetune_mode: str = "tied"
 
     @classmethod
     def from_dict(cls, d: dict | None, where="pack config") -> "PackConfig":
@@ -186,6 +190,8 @@ class PackConfig:
             bad = f"allocation {self.allocation!r} is not one of {', '.join(ALLOCATIONS)}"
         elif self.allocation == "equal-step" and (self.quantizer != "uniform" or self.target_bytes is None):
             bad = "allocation equal-step needs quantizer uniform and target_bytes"
+        elif self.finetune_mode not in FINETUNE_MODES:
+            bad = f"finetune_mode {self.finetune_mode!r} is not one of {', '.join(FINETUNE_MODES)}"
         elif not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
             bad = (f"distill_alpha must be in [0, 1] and distill_temperature > 0, got {self.distill_alpha} and "
                    f"{self.distill_temperature}")
@@ -356,7 +362,7 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
             bits, plan = _allocate(model, names, sparsity, pcfg, tcfg, valid_dir, lang_dir, src_dir, meta,
                                    history, options, final_sub)
     t1 = time.time()
-    sh = share_weights(model, bits, pcfg.quantizer, step)
+    sh = share_weights(model, bits, pcfg.quantizer, step, ste=pcfg.finetune_mode == "ste")
     if step is not None:
         bits = grid_widths(model, names)
     log.info("%s weight sharing of %d tensors in %.2f s", pcfg.quantizer, len(bits), time.time() - t1)
@@ -364,7 +370,8 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
         fit(model, out_dir / "quant", train_dir, valid_dir, lang_dir,
             dataclasses.replace(tcfg, epochs=pcfg.finetune_epochs),
             hooks=FitHooks(loss=kd[0], after_backward=sh.after_backward, after_step=sh.after_step, state={"share": sh},
-                           identity={"bits": bits, "sparsity": sparsity, "grid_step": step, **kd[1]}),
+                           identity={"bits": bits, "sparsity": sparsity, "grid_step": step, **kd[1],
+                                     **({"finetune_mode": "ste"} if pcfg.finetune_mode == "ste" else {})}),
             history=history, stage={"stage": "pack-finetune", "bits": bits, **kd[1]})
         sub.append(str(out_dir / "quant"))
     model.cpu().eval()

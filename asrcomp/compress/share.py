@@ -96,6 +96,63 @@ class ShareHooks:
             p.copy_(mean[a].view_as(p))
 
 
+class SteShareHooks(ShareHooks):
+    """Straight-through fine-tuning of shared weights, on latent float weights that may change cluster.
+
+    The forward and backward passes run on the shared weights ``W_i = c[a_i]``; each weight's own
+    gradient ``dL/dW_i`` (straight through the rounding; 0 for pruned weights) updates its latent
+    float value ``L_i``. After every step each centroid moves to the mean of its members' latent
+    values and each unpruned weight is re-assigned to its nearest centroid (one Lloyd step of
+    k-means on the latent weights), so training can move weights across clusters, which the tied
+    fine-tuning of :class:`ShareHooks` cannot. The number of centroids and the pruning mask stay
+    as they are; the index statistics, and so the coded size, may change. Latent weights and
+    codebooks (``book[name]``: ``(k,)``) are checkpointed with the assignments.
+    """
+
+    def __init__(self, assign: dict[str, torch.Tensor], k: dict[str, int], latent: dict[str, torch.Tensor],
+                 book: dict[str, torch.Tensor]):
+        super().__init__(assign, k)
+        self.latent = {n: t.detach().flatten().float().clone() for n, t in latent.items()}
+        self.book = {n: t.detach().float().clone() for n, t in book.items()}
+
+    def state_dict(self) -> dict:
+        return dict(super().state_dict(), latent={n: t.cpu() for n, t in self.latent.items()},
+                    book={n: t.cpu() for n, t in self.book.items()})
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.latent = {n: t.float() for n, t in state["latent"].items()}
+        self.book = {n: t.float() for n, t in state["book"].items()}
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Gradients stay per weight (pruned ones zeroed); the parameters take their latent values,
+        so that the optimiser step updates those."""
+        with torch.no_grad():
+            for name, p, a, _ in self._items(model):
+                if p.grad is not None:
+                    p.grad.masked_fill_((a == self.k[name]).view_as(p.grad), 0)
+                p.copy_(self.latent[name].to(p.device, p.dtype).view_as(p))
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module) -> None:
+        """Latent := the updated parameters; one Lloyd step; parameters := the shared values."""
+        params = dict(model.named_parameters())
+        for name in self.assign:
+            p, k = params[name], self.k[name]
+            lat = p.detach().flatten().float()
+            a = self.assign[name].to(p.device)
+            s = torch.zeros(k + 1, dtype=lat.dtype, device=lat.device).scatter_add_(0, a, lat)[:k]
+            cnt = torch.bincount(a, minlength=k + 1)[:k]
+            book = torch.where(cnt > 0, s / cnt.clamp(min=1), self.book[name].to(lat.device))  # empty: kept
+            live = a != k
+            if k:
+                a = a.clone()
+                a[live] = (lat[live, None] - book[None, :]).abs().argmin(1)
+            self.latent[name], self.book[name], self.assign[name] = lat.cpu().clone(), book.cpu(), a.cpu()
+            p.copy_(torch.cat([book, book.new_zeros(1)])[a].view_as(p).to(p.dtype))
+        self._dev = {}
+
+
 def share_tensor(w: torch.Tensor, bits: int, name: str = "values", quantizer: str = "kmeans",
                  step: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """k-means (or, ``quantizer`` uniform, the uniform grid of :mod:`asrcomp.compress.uniform`) of
@@ -134,18 +191,23 @@ def share_tensor(w: torch.Tensor, bits: int, name: str = "values", quantizer: st
 
 
 def share_weights(model: nn.Module, bits: dict[str, int], quantizer: str = "kmeans",
-                  step: float | None = None) -> ShareHooks:
+                  step: float | None = None, ste: bool = False) -> ShareHooks:
     """k-means (or uniform grid) each named parameter in place (pruned zeros stay 0); the hooks
-    that keep it so. ``step``: one uniform grid step for them all (``bits`` only names them)."""
+    that keep it so: tied (:class:`ShareHooks`) or, ``ste``, straight-through on the weights as
+    they were before sharing (:class:`SteShareHooks`). ``step``: one uniform grid step for them
+    all (``bits`` only names them)."""
     params = dict(model.named_parameters())
-    assign, ks = {}, {}
+    assign, ks, latent, book = {}, {}, {}, {}
     with torch.no_grad():
         for name, b in bits.items():
             p = params[name]
+            latent[name] = p.detach().flatten().float().cpu().clone()
             new, a, k = share_tensor(p, b, name, quantizer, step)
             p.copy_(torch.from_numpy(new).view_as(p).to(p.device, p.dtype))
             assign[name], ks[name] = torch.from_numpy(a), k
-    return ShareHooks(assign, ks)
+            book[name] = torch.zeros(k).scatter_(0, assign[name][assign[name] < k],
+                                                 torch.from_numpy(new)[assign[name] < k])
+    return SteShareHooks(assign, ks, latent, book) if ste else ShareHooks(assign, ks)
 
 
 def round_small(model: nn.Module, quantised: set[str], bits: int = 16) -> None:
