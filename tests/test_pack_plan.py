@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from asrcomp.compress.alloc import allocate_bits
-from asrcomp.compress.pack import ORIGINAL_OPTIONS, PackConfig, build_configs, pack
+from asrcomp.compress.pack import ORIGINAL_OPTIONS, STE_RESERVE, PackConfig, build_configs, pack
 from asrcomp.compress.pack_format import coded_bytes, read_packed
 from asrcomp.compress.prune import GradualMaskHooks, agp_plan, agp_sparsity, sparsity_of
 from asrcomp.compress.share import quantised_names
@@ -259,6 +259,13 @@ def test_target_bytes_is_met_by_the_packed_file(corpus, tmp_path):
         assert meta["history"][-1]["target_bytes"] == target
     with pytest.raises(InputError, match="below the smallest file"):
         pack(corpus["model"], tmp_path / "tiny", PackConfig(target_bytes=sizes[2] // 2, **cfg), tiny_cfg(), *args)
+    # STE fine-tuning re-assigns weights, so the allocation aims STE_RESERVE below the target
+    out = pack(corpus["model"], tmp_path / "ste", PackConfig(target_bytes=target, finetune_epochs=1,
+                                                             finetune_mode="ste", **cfg), tiny_cfg(), *args)
+    info = load_model_dir(out)[1]["bit_allocation"]
+    assert info["allocation_target_bytes"] == int(target * (1 - STE_RESERVE)) and info["target_bytes"] == target
+    assert info["estimated_bytes"] <= info["allocation_target_bytes"]
+    assert (out / "model.acz").stat().st_size == info["packed_bytes"] <= target
 
 
 # ----------------------------------------------------------------------------- the original options
