@@ -4,7 +4,8 @@ Which tensors are shared (:func:`quantised_names`: floating parameters with >= 2
 more than ``MAX_SMALL`` elements), the k-means itself (:func:`share_tensor` for one tensor,
 :func:`share_weights` for a model, pruned zeros kept), the :class:`ShareHooks` that keep each
 weight equal to its cluster's mean through fine-tuning (trained quantisation: the centroids
-learn from the summed gradients of their weights), and :func:`round_small` for the other
+learn from the summed gradients of their weights) or, :class:`SteShareHooks`, train latent
+weights straight through the sharing and re-assign them to clusters after every step, and :func:`round_small` for the other
 tensors, stored as float16 or as 8-bit codes on a power-of-two grid (:func:`grid_codes`).
 """
 
@@ -44,8 +45,8 @@ class ShareHooks:
     :meth:`after_step` re-ties them against rounding. No straight-through estimator is involved
     or needed: with the assignments frozen there is no rounding in the forward pass to pass a
     gradient through, and the centroid gradient is exact, not an approximation. (STE training,
-    latent float weights re-quantised every step so weights may change cluster, is what
-    ``asrcomp quantize --epochs`` does for linear quantisation: :mod:`asrcomp.compress.quant`.)
+    latent float weights re-quantised every step so weights may change cluster, is
+    :class:`SteShareHooks`, and what ``asrcomp quantize --epochs`` does for linear quantisation.)
     One departure from training the centroids as parameters of their own: gradient clipping's
     global norm counts each centroid's gradient once per member.
     """
