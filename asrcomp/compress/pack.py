@@ -15,6 +15,9 @@
    step each weight is re-set to its cluster's mean, so the weights stay exactly tied (and
    pruned ones exactly 0). That is Deep Compression's trained quantisation: the exact gradient
    of each centroid, no straight-through estimator needed (:class:`~asrcomp.compress.share.ShareHooks`);
+   ``finetune_mode: ste`` instead trains latent weights straight through the sharing and
+   re-assigns them to the nearest centroid after every step (:class:`~asrcomp.compress.share.SteShareHooks`;
+   the bit allocation then leaves ``STE_RESERVE`` of the budget for the streams' change);
 3. Huffman coding (:mod:`asrcomp.compress.huffman`) of the cluster indices and, for sparse
    tensors, of the gaps between non-zero positions (the paper's relative indices: a gap
    larger than ``2**g - 1`` is sent as filler symbols 0, each meaning "advance 2**g - 1");
