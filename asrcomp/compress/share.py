@@ -5,8 +5,9 @@ more than ``MAX_SMALL`` elements), the k-means itself (:func:`share_tensor` for 
 :func:`share_weights` for a model, pruned zeros kept), the :class:`ShareHooks` that keep each
 weight equal to its cluster's mean through fine-tuning (trained quantisation: the centroids
 learn from the summed gradients of their weights) or, :class:`SteShareHooks`, train latent
-weights straight through the sharing and re-assign them to clusters after every step, and :func:`round_small` for the other
-tensors, stored as float16 or as 8-bit codes on a power-of-two grid (:func:`grid_codes`).
+weights straight through the sharing and re-assign them to clusters after every step, and
+:func:`round_small` for the other tensors, stored as float16 or as 8-bit codes on a
+power-of-two grid (:func:`grid_codes`).
 """
 
 from __future__ import annotations
