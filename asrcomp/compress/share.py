@@ -74,13 +74,11 @@ class ShareHooks:
             p = params[name]
             key = (name, p.device)
             if key not in self._dev:
-                a = a.to(p.device)
-                cnt = torch.bincount(a, minlength=self.k[name] + 1).to(p.dtype)
-                self._dev[key] = (a, cnt)
-            yield name, p, *self._dev[key]
+                self._dev[key] = a.to(p.device)
+            yield name, p, self._dev[key]
 
     def after_backward(self, model: nn.Module) -> None:
-        for name, p, a, _ in self._items(model):
+        for name, p, a in self._items(model):
             if p.grad is None:
                 continue
             g = torch.zeros(self.k[name] + 1, dtype=p.grad.dtype, device=p.device)
@@ -90,12 +88,18 @@ class ShareHooks:
 
     @torch.no_grad()
     def after_step(self, model: nn.Module) -> None:
-        for name, p, a, cnt in self._items(model):
-            s = torch.zeros(self.k[name] + 1, dtype=p.dtype, device=p.device)
-            s.scatter_add_(0, a, p.flatten())
-            mean = s / cnt.clamp(min=1)
+        for name, p, a in self._items(model):
+            mean, _ = cluster_means(p.flatten(), a, self.k[name])
             mean[-1] = 0
             p.copy_(mean[a].view_as(p))
+
+
+def cluster_means(w: torch.Tensor, a: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, count)``, both ``(k + 1,)``: the mean of the flat weights ``w`` in each cluster of
+    the assignment ``a`` (index ``k``: the pruned weights), 0 for an empty one, and the sizes."""
+    cnt = torch.bincount(a, minlength=k + 1)
+    s = torch.zeros(k + 1, dtype=w.dtype, device=w.device).scatter_add_(0, a, w)
+    return s / cnt.clamp(min=1).to(w.dtype), cnt
 
 
 class SteShareHooks(ShareHooks):
@@ -130,7 +134,7 @@ class SteShareHooks(ShareHooks):
         """Gradients stay per weight (pruned ones zeroed); the parameters take their latent values,
         so that the optimiser step updates those."""
         with torch.no_grad():
-            for name, p, a, _ in self._items(model):
+            for name, p, a in self._items(model):
                 if p.grad is not None:
                     p.grad.masked_fill_((a == self.k[name]).view_as(p.grad), 0)
                 p.copy_(self.latent[name].to(p.device, p.dtype).view_as(p))
@@ -143,9 +147,8 @@ class SteShareHooks(ShareHooks):
             p, k = params[name], self.k[name]
             lat = p.detach().flatten().float()
             a = self.assign[name].to(p.device)
-            s = torch.zeros(k + 1, dtype=lat.dtype, device=lat.device).scatter_add_(0, a, lat)[:k]
-            cnt = torch.bincount(a, minlength=k + 1)[:k]
-            book = torch.where(cnt > 0, s / cnt.clamp(min=1), self.book[name].to(lat.device))  # empty: kept
+            mean, cnt = cluster_means(lat, a, k)
+            book = torch.where(cnt[:k] > 0, mean[:k], self.book[name].to(lat.device))  # empty: kept
             live = a != k
             if k:
                 a = a.clone()
