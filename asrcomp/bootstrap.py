@@ -15,6 +15,12 @@ reproducible):
   utterance gives 1.0. ``P >= 0.95`` is read as "B is significantly worse than A",
   ``P <= 0.05`` as "significantly better".
 
+Utterances of one speaker are not independent draws: a voice the model finds hard makes all
+its utterances hard. With ``clusters`` (a speaker index per utterance, e.g. from
+:func:`speaker_clusters`) both functions resample whole speakers instead (the cluster or
+block bootstrap, Field & Welsh 2007): the interval then says how the WER would move on
+another draw of speakers, which is what a test set of few voices is least sure of.
+
 Per-utterance (errors, reference words) come from a decode dir: the ``utt_stats`` file
 that scoring writes (``<utt> <errors> <ref-words> <ins> <del> <sub>``) or, for a decode
 dir scored before it existed, the per-utterance alignments of ``errs``.
@@ -73,14 +79,37 @@ class BootCI:
     hi: float
     mean: float  # mean of the replicates
     n_boot: int
-    n_utts: int
+    n_utts: int  # resampled units: utterances, or speakers when unit == "speakers"
     seed: int
     confidence: float = CONFIDENCE
+    unit: str = "utterances"
 
     def line(self) -> str:
         """``%WER 4.50 [95% CI 3.80, 5.25] bootstrap 1000 x 300 utterances, seed 0``"""
         return (f"%WER {self.wer:.2f} [{100 * self.confidence:g}% CI {self.lo:.2f}, {self.hi:.2f}] "
-                f"bootstrap {self.n_boot} x {self.n_utts} utterances, seed {self.seed}")
+                f"bootstrap {self.n_boot} x {self.n_utts} {self.unit}, seed {self.seed}")
+
+
+def _cluster_sums(values: list[np.ndarray], clusters) -> list[np.ndarray]:
+    """Each array of per-utterance ``values`` summed per cluster (``clusters``: an index >= 0 per
+    utterance); unchanged when ``clusters`` is None."""
+    if clusters is None:
+        return values
+    c = np.asarray(clusters, dtype=np.int64)
+    if len(c) != len(values[0]) or (len(c) and c.min() < 0):
+        raise ValueError(f"need one cluster index >= 0 per utterance ({len(c)} for {len(values[0])})")
+    _, c = np.unique(c, return_inverse=True)
+    return [np.bincount(c, weights=v).astype(np.int64) for v in values]
+
+
+def speaker_clusters(utts: list[str], utt2spk: dict[str, str], where="utt2spk") -> np.ndarray:
+    """A speaker index per utterance of ``utts`` (for ``clusters=``); every utterance needs a speaker."""
+    missing = [u for u in utts if u not in utt2spk]
+    if missing:
+        raise InputError(where, f"{len(missing)} scored utterances have no speaker, e.g. {missing[0]}",
+                         fix="give the utt2spk of the data dir that was decoded")
+    _, idx = np.unique([utt2spk[u] for u in utts], return_inverse=True)
+    return idx.astype(np.int64)
 
 
 def _replicate_sums(values: list[np.ndarray], n_boot: int, seed: int) -> list[np.ndarray]:
@@ -99,23 +128,27 @@ def _replicate_sums(values: list[np.ndarray], n_boot: int, seed: int) -> list[np
 
 
 def bootstrap_interval(errors, words, n_boot: int = N_BOOT, seed: int = SEED,
-                       confidence: float = CONFIDENCE) -> BootCI:
-    """Percentile bootstrap interval of the WER (%) of per-utterance ``errors`` / ``words``."""
+                       confidence: float = CONFIDENCE, clusters=None) -> BootCI:
+    """Percentile bootstrap interval of the WER (%) of per-utterance ``errors`` / ``words``;
+    with ``clusters`` (an index per utterance) the clusters are resampled, not the utterances."""
     e, w = np.asarray(errors, dtype=np.int64), np.asarray(words, dtype=np.int64)
     if len(e) == 0 or len(e) != len(w):
         raise ValueError(f"need equally many errors and word counts, at least one ({len(e)}, {len(w)})")
     if not 0 < confidence < 1 or n_boot < 1:
         raise ValueError(f"confidence in (0, 1) and n_boot >= 1, got {confidence}, {n_boot}")
-    se, sw = _replicate_sums([e, w], n_boot, seed)
+    units = _cluster_sums([e, w], clusters)
+    se, sw = _replicate_sums(units, n_boot, seed)
     reps = 100.0 * se / np.maximum(sw, 1)
     a = (1 - confidence) / 2
     lo, hi = np.quantile(reps, [a, 1 - a])
     return BootCI(100.0 * float(e.sum()) / max(int(w.sum()), 1), float(lo), float(hi), float(reps.mean()),
-                  n_boot, len(e), seed, confidence)
+                  n_boot, len(units[0]), seed, confidence, "utterances" if clusters is None else "speakers")
 
 
-def prob_worse(errors_a, words_a, errors_b, words_b, n_boot: int = N_BOOT, seed: int = SEED) -> float:
-    """Paired bootstrap P(WER of B > WER of A), ties counted one half; utterances aligned by index.
+def prob_worse(errors_a, words_a, errors_b, words_b, n_boot: int = N_BOOT, seed: int = SEED,
+               clusters=None) -> float:
+    """Paired bootstrap P(WER of B > WER of A), ties counted one half; utterances aligned by index;
+    with ``clusters`` (an index per utterance) whole clusters are resampled.
 
     The references are the same text, but a phone model's TER and a word model's WER do not
     share word counts, so each system's WER is computed with its own reference counts.
@@ -123,7 +156,7 @@ def prob_worse(errors_a, words_a, errors_b, words_b, n_boot: int = N_BOOT, seed:
     ea, wa, eb, wb = (np.asarray(x, dtype=np.int64) for x in (errors_a, words_a, errors_b, words_b))
     if not (len(ea) == len(wa) == len(eb) == len(wb)) or len(ea) == 0:
         raise ValueError("paired bootstrap needs the same, non-empty set of utterances for both systems")
-    sea, swa, seb, swb = _replicate_sums([ea, wa, eb, wb], n_boot, seed)
+    sea, swa, seb, swb = _replicate_sums(_cluster_sums([ea, wa, eb, wb], clusters), n_boot, seed)
     # compare sea/swa with seb/swb exactly in integers
     diff = seb * np.maximum(swa, 1) - sea * np.maximum(swb, 1)
     return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / n_boot)
@@ -205,8 +238,10 @@ def write_bootci(decode_dir: str | os.PathLike, n_boot: int = N_BOOT, seed: int 
     return ci
 
 
-def compare_decodes(dir_a, dir_b, n_boot: int = N_BOOT, seed: int = SEED) -> float:
-    """Paired bootstrap P(decode ``dir_b`` is worse than ``dir_a``)."""
+def compare_decodes(dir_a, dir_b, n_boot: int = N_BOOT, seed: int = SEED,
+                    utt2spk: dict[str, str] | None = None) -> float:
+    """Paired bootstrap P(decode ``dir_b`` is worse than ``dir_a``); over speakers with ``utt2spk``."""
     a, b = read_utt_stats(dir_a), read_utt_stats(dir_b)
     ea, wa, eb, wb = a.aligned_with(b, where=f"{dir_a} vs {dir_b}")
-    return prob_worse(ea, wa, eb, wb, n_boot, seed)
+    clusters = None if utt2spk is None else speaker_clusters(a.utts, utt2spk)
+    return prob_worse(ea, wa, eb, wb, n_boot, seed, clusters)

@@ -313,7 +313,8 @@ def _cmd_compare(a):
     from asrcomp.compare import compare_table
     from asrcomp.utils import atomic_open
 
-    table = compare_table(a.model_dirs, a.sets.split(","), baseline=a.baseline, legend=True)
+    table = compare_table(a.model_dirs, a.sets.split(","), baseline=a.baseline, legend=True,
+                          speakers_from=a.speakers_from)
     print(table, end="")
     if a.out:
         with atomic_open(a.out, "w") as f:
@@ -338,6 +339,19 @@ def _cmd_bootci(a):
     if len(a.decode_dirs) == 2:
         p = compare_decodes(*a.decode_dirs, n_boot=a.n_boot, seed=a.seed)
         print(f"P({a.decode_dirs[1]} worse than {a.decode_dirs[0]}) = {p:.3f} (paired bootstrap)")
+    if a.utt2spk:
+        from asrcomp.bootstrap import bootstrap_interval, read_utt_stats, speaker_clusters
+        from asrcomp.datadir import read_table
+
+        utt2spk = read_table(a.utt2spk)
+        for d in a.decode_dirs:
+            u = read_utt_stats(d)
+            ci = bootstrap_interval(u.errors, u.words, a.n_boot, a.seed,
+                                    clusters=speaker_clusters(u.utts, utt2spk, a.utt2spk))
+            print(f"{d}: {ci.line()}")
+        if len(a.decode_dirs) == 2:
+            p = compare_decodes(*a.decode_dirs, n_boot=a.n_boot, seed=a.seed, utt2spk=utt2spk)
+            print(f"P({a.decode_dirs[1]} worse than {a.decode_dirs[0]}) = {p:.3f} (paired bootstrap over speakers)")
 
 
 def _cmd_config_get(a):
@@ -618,6 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sets", default="test", help="comma-separated data set names")
     s.add_argument("--out", help="also write the table here")
     s.add_argument("--baseline", help="row (model dir name) every row is compared with (default: its chain's root)")
+    s.add_argument("--speakers-from", metavar="DIR", help="resample speakers, not utterances, in the intervals "
+                   "and P columns; speakers from DIR/<set>/utt2spk")
     s.add_argument("model_dirs", nargs="+")
     s.set_defaults(func=_cmd_compare)
 
@@ -631,6 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
             "with two, the paired bootstrap P(second worse than first)")
     s.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--utt2spk", help="also the speaker-level (cluster) bootstrap, speakers from this utt2spk")
     s.add_argument("decode_dirs", nargs="+")
     s.set_defaults(func=_cmd_bootci)
 

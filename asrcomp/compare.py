@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asrcomp.bootstrap import bootstrap_interval, prob_worse, read_utt_stats
+from asrcomp.bootstrap import bootstrap_interval, prob_worse, read_utt_stats, speaker_clusters
+from asrcomp.datadir import read_table
 from asrcomp.modeldir import read_model_yaml
 from asrcomp.score import parse_wer_line
 from asrcomp.utils import InputError, atomic_open, atomic_path
@@ -124,14 +125,14 @@ def _utt_stats(d: Path, cache: dict):
     return cache[d]
 
 
-def _paired(rows, i: int, j: int | None, key, cache: dict) -> float | None:
+def _paired(rows, i: int, j: int | None, key, cache: dict, utt2spk: dict | None) -> float | None:
     if j is None or key not in rows[i]["dirs"] or key not in rows[j]["dirs"]:
         return None
     a, b = (_utt_stats(rows[k]["dirs"][key], cache) for k in (j, i))
     if set(a.utts) != set(b.utts):
         return None  # decoded on different utterance sets: not comparable
     ea, wa, eb, wb = a.aligned_with(b)
-    return prob_worse(ea, wa, eb, wb)
+    return prob_worse(ea, wa, eb, wb, clusters=None if utt2spk is None else speaker_clusters(a.utts, utt2spk))
 
 
 LEGEND = ("95% CI: bootstrap interval of the WER over utterances (1000 seeded resamples, percentile; "
@@ -139,15 +140,19 @@ LEGEND = ("95% CI: bootstrap interval of the WER over utterances (1000 seeded re
           "resampled utterances, that the row's TLG WER is above that of the model it was made from / of "
           "the trained model its chain started from; (worse) P >= 0.95, (better) P <= 0.05: the difference "
           "is significant; otherwise it is within the noise of this test set.")
+SPEAKER_LEGEND = ("Resampled here are whole speakers, not utterances (the cluster bootstrap): the intervals "
+                  "and probabilities also carry the spread between voices, so they are wider than the "
+                  "utterance-level ones.")
 
 
 def compare_table(model_dirs: list[str | os.PathLike], sets: list[str], baseline: str | None = None,
-                  legend: bool = False) -> str:
+                  legend: bool = False, speakers_from: str | os.PathLike | None = None) -> str:
     """Markdown table comparing model dirs on ``sets`` (e.g. ``["test", "dev"]``).
 
     ``baseline``: the row (model dir name) every other row's P(worse than baseline) is
     computed against; default: each row's own root (see the module docstring).
     ``legend``: add a paragraph after the table saying what the statistics mean.
+    ``speakers_from``: a dir with ``<set>/utt2spk``; the statistics then resample speakers.
     """
     rows = []
     for m in model_dirs:
@@ -171,6 +176,7 @@ def compare_table(model_dirs: list[str | os.PathLike], sets: list[str], baseline
             head += [f"P(worse than parent) {s} {name}", f"P(worse than baseline) {s} {name}"]
     rel = relations(rows, baseline)
     cache: dict = {}
+    spk = {s: read_table(Path(speakers_from) / s / "utt2spk") for s in sets} if speakers_from else {}
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |"]
     for i, r in enumerate(rows):
         cells = [r["model"], f"{r['params']:,}" if r["params"] else "–", f"{r['bytes']:,}" if r["bytes"] else "–",
@@ -189,13 +195,14 @@ def compare_table(model_dirs: list[str | os.PathLike], sets: list[str], baseline
                     cells.append("–")
                     continue
                 u = _utt_stats(d, cache)
-                ci = bootstrap_interval(u.errors, u.words)
+                clusters = speaker_clusters(u.utts, spk[s], d) if s in spk else None
+                ci = bootstrap_interval(u.errors, u.words, clusters=clusters)
                 cells.append(f"[{ci.lo:.2f}, {ci.hi:.2f}]")
             for _, key in cols[s][:-1]:
-                cells += [_p_cell(_paired(rows, i, j, key, cache)) for j in (parent, base)]
+                cells += [_p_cell(_paired(rows, i, j, key, cache, spk.get(s))) for j in (parent, base)]
         lines.append("| " + " | ".join(cells) + " |")
     if legend:
-        lines += ["", LEGEND]
+        lines += ["", LEGEND + (" " + SPEAKER_LEGEND if spk else "")]
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from asrcomp.bootstrap import (bootstrap_interval, compare_decodes, prob_worse, read_utt_stats,
-                               write_bootci)
+                               speaker_clusters, write_bootci)
 from asrcomp.score import write_scoring
 from asrcomp.utils import InputError
 
@@ -116,7 +116,7 @@ def _model_dir(root, name, history, refs, hyps):
 
 
 def test_compare_table_marks_significant_differences(tmp_path):
-    from asrcomp.compare import LEGEND, compare_table, sweep_plot
+    from asrcomp.compare import LEGEND, SPEAKER_LEGEND, compare_table, sweep_plot
 
     refs = {f"u{i:03d}": "a b c d e f g h i j" for i in range(200)}
     rng = np.random.default_rng(0)
@@ -155,6 +155,17 @@ def test_compare_table_marks_significant_differences(tmp_path):
     cells = {r.split("|")[1].strip(): r for r in compare_table(dirs, ["test"], baseline="dnn").splitlines()[2:]}
     assert cells["tdnn"].rstrip(" |").endswith("0.00 (better)")
     assert LEGEND in compare_table(dirs, ["test"], legend=True)
+    # speakers resampled: 20 speakers of 10 utterances; the pack's CI widens, its P stays 1.00
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "utt2spk").write_text("".join(f"{u} spk{int(u[1:]) // 10}\n" for u in sorted(refs)))
+    by_spk = compare_table(dirs, ["test"], legend=True, speakers_from=tmp_path)
+    assert SPEAKER_LEGEND in by_spk
+    head, _, *rows = [[c.strip() for c in line.strip("|").split("|")] for line in by_spk.split("\n\n")[0].splitlines()]
+    spk_cells = {r[0]: dict(zip(head, r)) for r in rows}
+    assert spk_cells["tdnn_svd_pack"][par] == "1.00 (worse)" and spk_cells["tdnn_svd"][par] == "0.50"
+
+    utt_ci = [line for line in table.splitlines() if line.startswith("| dnn |")][0].split("|")[10]
+    assert spk_cells["dnn"]["95% CI test TLG"] != utt_ci.strip()
     out = sweep_plot(dirs, "test", tmp_path / "sweep")
     assert (tmp_path / "sweep.png").stat().st_size > 1000 and "95% CI test TLG" in out
 
@@ -194,3 +205,56 @@ def test_compare_table_has_a_column_per_graph(tmp_path):
         ["%WER test TLG lang_3gram", "%WER test TLG lang_bd", "%WER test greedy"]
     assert cells["tdnn"]["%WER test TLG lang_3gram"] == "0.00" and cells["tdnn"]["%WER test TLG lang_bd"] == "25.00"
     assert cells["tdnn_svd"]["P(worse than parent) test TLG lang_bd"] == "0.50"
+
+
+def _one_hard_voice(n_spk=10, per_spk=20):
+    """``n_spk`` speakers of ``per_spk`` 10-word utterances; only speaker 0 has errors (3 per utterance)."""
+    clusters = np.repeat(np.arange(n_spk), per_spk)
+    return np.where(clusters == 0, 3, 0), np.full(n_spk * per_spk, 10), clusters
+
+
+def test_speaker_bootstrap_resamples_whole_speakers():
+    e, w, clusters = _one_hard_voice()
+    by_utt = bootstrap_interval(e, w, n_boot=2000)
+    by_spk = bootstrap_interval(e, w, n_boot=2000, clusters=clusters)
+    assert by_utt.wer == by_spk.wer == 3.0 and by_utt.unit == "utterances" and by_spk.unit == "speakers"
+    assert by_spk.n_utts == 10 and "x 10 speakers" in by_spk.line()
+    # a draw of 10 speakers misses the hard one with P 0.9^10 = 0.35: the interval reaches 0;
+    # 200 independent utterances with 20 bad ones never come out clean
+    assert by_spk.lo == 0.0 < by_utt.lo and by_spk.hi > by_utt.hi
+    # one utterance per speaker is the utterance bootstrap, draw for draw
+    one = bootstrap_interval(e, w, n_boot=500, clusters=7 * np.arange(len(e)) + 3)  # labels need not be 0..n-1
+    assert (one.lo, one.hi, one.mean) == pytest.approx(tuple(getattr(bootstrap_interval(e, w, n_boot=500), k)
+                                                             for k in ("lo", "hi", "mean")))
+
+
+def test_speaker_bootstrap_is_less_sure_of_a_one_voice_difference():
+    e_a, w, clusters = _one_hard_voice()
+    e_b = e_a * 2  # B doubles the errors of the one hard voice, equal elsewhere
+    assert prob_worse(e_a, w, e_b, w) == 1.0
+    p = prob_worse(e_a, w, e_b, w, clusters=clusters)  # speaker 0 is in 65 % of the draws; elsewhere a tie
+    assert 0.75 < p < 0.9
+    b_everywhere = e_a + np.where(np.arange(len(w)) % 20 == 0, 1, 0)  # one more error for every speaker
+    assert prob_worse(e_a, w, b_everywhere, w, clusters=clusters) == 1.0
+    with pytest.raises(ValueError, match="one cluster index"):
+        prob_worse(e_a, w, e_b, w, clusters=clusters[:-1])
+
+
+def test_speaker_clusters_and_the_cli(tmp_path, capsys):
+    from asrcomp.cli import main
+
+    refs = {f"s{s}_u{i}": "x y z" for s in range(6) for i in range(5)}
+    utt2spk = {u: u.split("_")[0] for u in refs}
+    assert list(speaker_clusters(sorted(refs)[:7], utt2spk)) == [0] * 5 + [1] * 2
+    with pytest.raises(InputError, match="1 scored utterances have no speaker, e.g. extra"):
+        speaker_clusters(["s0_u0", "extra"], utt2spk)
+    a = _score(tmp_path / "a", refs, refs)
+    b = _score(tmp_path / "b", refs, {u: "x y" if u.startswith("s0") else r for u, r in refs.items()})
+    (tmp_path / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in sorted(utt2spk.items())))
+    assert main(["bootci", "--n-boot", "400", "--utt2spk", str(tmp_path / "utt2spk"), str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert f"P({b} worse than {a}) = 1.000 (paired bootstrap)" in out
+    # speaker s0 (the only one B gets wrong) is missed by 6 draws of 6 speakers with P (5/6)^6 = 0.33
+    p = float(out.split("(paired bootstrap over speakers)")[0].rsplit("= ", 1)[1])
+    assert 0.75 < p < 0.92
+    assert f"{b}: %WER 5.56 [95% CI 0.00, " in out and "x 6 speakers" in out
