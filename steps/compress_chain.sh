@@ -35,13 +35,11 @@ log() { echo "$(date '+%F %T') (compress_chain.sh:${BASH_LINENO[0]}) $*"; }
 get() { asrcomp config-get "$conf" "$1"; }
 get_or() { asrcomp config-get --default "$2" "$conf" "$1"; }
 
-decode_model() {  # <model-dir>: every decode set, unless already scored for this final.pt
-  local m=$1 s wer
+decode_model() {  # <model-dir>: every decode set, unless already scored for this final.pt and these options
+  local m=$1 s
   for s in $decode_sets; do
-    wer=$m/decode_$(basename $s)_$(basename $graph_dir)/wer
-    if [ -f $wer ] && [ $wer -nt $m/final.pt ]; then log "$m on $(basename $s) already decoded"; continue; fi
     # shellcheck disable=SC2086
-    $steps/decode.sh --nj $nj --cmd "$cmd" --graph-dir $graph_dir $decode_opts $m $s
+    $steps/decode.sh --skip-done true --nj $nj --cmd "$cmd" --graph-dir $graph_dir $decode_opts $m $s
   done
 }
 

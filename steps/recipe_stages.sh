@@ -119,11 +119,9 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   for mdir in $baselines; do
     for g in $graphs; do
       for s in $dev_set $test_sets; do
-        d=$mdir/decode_${s}_$(basename $g)
-        if [ -f $d/wer ] && [ $d/wer -nt $mdir/final.pt ]; then log "$mdir on $s with $(basename $g) already decoded"; continue; fi
-        log "decoding $s with $mdir and $(basename $g)"
+        log "decoding $s with $mdir and $(basename $g) (unless done with these options)"
         # shellcheck disable=SC2086
-        $steps/decode.sh --nj $nj --cmd "$cmd" --graph-dir $g $decode_opts $mdir $data/$s
+        $steps/decode.sh --skip-done true --nj $nj --cmd "$cmd" --graph-dir $g $decode_opts $mdir $data/$s
       done
     done
   done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage: steps/sweep_table.sh --graph-dir G --decode-sets "data/test [data/dev]" [--decode-opts "--beam 16"]
 #          [--nj 2] [--cmd ""] <out-prefix> <model-dir>...
-# Decodes each model dir on each set (skipping finished decodes), then writes <out-prefix>.md
+# Decodes each model dir on each set (skipping decodes finished with these options), then writes <out-prefix>.md
 # (comparison table) and <out-prefix>.png (TLG %WER on the first set against bytes).
 set -euo pipefail
 echo "$0 $*"
@@ -13,10 +13,8 @@ set -- "${args[@]}"
 prefix=$1; shift
 for m in "$@"; do
   for s in $decode_sets; do
-    wer=$m/decode_$(basename "$s")_$(basename "$graph_dir")/wer
-    if [ -f "$wer" ] && [ "$wer" -nt "$m/final.pt" ]; then continue; fi
     # shellcheck disable=SC2086
-    "$(dirname "$0")/decode.sh" --nj "$nj" --cmd "$cmd" --graph-dir "$graph_dir" $decode_opts "$m" "$s"
+    "$(dirname "$0")/decode.sh" --skip-done true --nj "$nj" --cmd "$cmd" --graph-dir "$graph_dir" $decode_opts "$m" "$s"
   done
 done
 set_name=$(basename "${decode_sets%% *}")

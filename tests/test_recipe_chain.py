@@ -67,3 +67,32 @@ def test_svd_sweep_mode_writes_one_model_per_rank_and_a_plot(quick_data, quick_t
     table = (tmp_path / "svd_sweep.md").read_text()
     assert "| svd_r8 |" in table and "| svd_r16 |" in table and f"| {quick_tdnn.name} |" in table
     assert (tmp_path / "svd_sweep.png").stat().st_size > 1000
+
+
+def test_decode_sh_skips_a_decode_only_when_done_with_the_same_options(quick_data, quick_tdnn, tmp_path):
+    """A recipe rerun after a change of its decode options must decode again, not keep the old WER."""
+    model = tmp_path / "tdnn"
+    shutil.copytree(quick_tdnn, model)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    tlg = model / "decode_test_lang_bpe500_3gram"
+
+    def decode(*opts):
+        cmd = [str(ROOT / "steps/decode.sh"), "--nj", "1", "--graph-dir", str(quick_data / "lang_bpe500_3gram"),
+               *opts, str(model), str(quick_data / "test")]
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        return r.stdout, (tlg / "wer").stat().st_mtime_ns
+
+    out, first = decode("--skip-done", "true", "--blank-penalty", "1.0")
+    assert (tlg / "decode_opts").read_text().split() == ["beam=16", "max_active=7000", "acoustic_scale=1.0",
+                                                          "blank_penalty=1.0"]
+    out, again = decode("--skip-done", "true", "--blank-penalty", "1.0")
+    assert "already decoded" in out and again == first
+    out, changed = decode("--skip-done", "true", "--blank-penalty", "3.0")
+    assert "already decoded" not in out and changed > first
+    assert (tlg / "decode_opts").read_text().split()[-1] == "blank_penalty=3.0"
+    _, forced = decode("--blank-penalty", "3.0")  # without --skip-done it always decodes
+    assert forced > changed
+    os.utime(model / "final.pt")  # a retrained model: decoded again under the same options
+    out, retrained = decode("--skip-done", "true", "--blank-penalty", "3.0")
+    assert "already decoded" not in out and retrained > forced
