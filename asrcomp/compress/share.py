@@ -206,12 +206,14 @@ def share_weights(model: nn.Module, bits: dict[str, int], quantizer: str = "kmea
     with torch.no_grad():
         for name, b in bits.items():
             p = params[name]
-            latent[name] = p.detach().flatten().float().cpu().clone()
+            if ste:  # the latent weights start where the weights were before sharing
+                latent[name] = p.detach().flatten().float().cpu().clone()
             new, a, k = share_tensor(p, b, name, quantizer, step)
             p.copy_(torch.from_numpy(new).view_as(p).to(p.device, p.dtype))
             assign[name], ks[name] = torch.from_numpy(a), k
-            book[name] = torch.zeros(k).scatter_(0, assign[name][assign[name] < k],
-                                                 torch.from_numpy(new)[assign[name] < k])
+            if ste:
+                live = assign[name] < k
+                book[name] = torch.zeros(k).scatter_(0, assign[name][live], torch.from_numpy(new)[live])
     return SteShareHooks(assign, ks, latent, book) if ste else ShareHooks(assign, ks)
 
 
