@@ -1,0 +1,70 @@
+"""WER and onnxruntime RTF of exported models over a range of TLG beams: speed at equal accuracy.
+
+    cd egs/synth && python ../../bench/beam_rtf.py exp/default/tdnn_onnx/int8 exp/default/tdnn_svd_tt_onnx/int8 \
+        data/default/test data/default/lang_phone_3gram --beams 8,10,12,14,16
+
+Runs each export's network once per utterance (onnxruntime, one thread, batch 1; timed), then
+searches the cached log-posteriors at every beam, the models interleaved beam by beam so that a
+drift in the machine's speed hits them alike. Prints one line per export and beam: the Kaldi
+%WER line, network and search seconds and the RTF (network + search over audio seconds, as
+``asrcomp decode-onnx``). A factorised model whose posteriors are flatter keeps more tokens in
+the beam; this shows whether a narrower beam buys its speed back at the baseline's WER.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+
+from asrcomp.datadir import read_data_dir
+from asrcomp.decode import DecodeOptions, TlgDecoder
+from asrcomp.modeldir import read_model_yaml
+from asrcomp.decode_dir import _durations
+from asrcomp.onnx_export import _session
+from asrcomp.score import compute_wer, read_text
+
+
+def network_outputs(onnx_dir: str, data_dir: str) -> tuple[dict[str, np.ndarray], float, float]:
+    """(utt -> log-posteriors (T', V), network seconds, audio seconds) of one export on a data dir."""
+    cfg = read_model_yaml(onnx_dir)
+    sess = _session(f"{onnx_dir}/model.onnx", 1)
+    sess.run(None, {"x": np.zeros((1, 30, cfg["arch"]["feat_dim"]), np.float32), "x_lens": np.array([30])})
+    feats = kaldiio.load_scp(f"{data_dir}/feats.scp")
+    durations = _durations(Path(data_dir), cfg)
+    lps, secs, audio = {}, 0.0, 0.0
+    for utt in read_data_dir(data_dir, need_features=True).utts:
+        x = np.asarray(feats[utt], dtype=np.float32)
+        t0 = time.perf_counter()
+        lps[utt] = sess.run(None, {"x": x[None], "x_lens": np.array([len(x)], dtype=np.int64)})[0][0]
+        secs += time.perf_counter() - t0
+        audio += durations.get(utt, len(x) * cfg.get("frame_shift_ms", 10) / 1000)
+    return lps, secs, audio
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("onnx_dirs", nargs="+")
+    p.add_argument("data_dir")
+    p.add_argument("graph_dir")
+    p.add_argument("--beams", default="8,10,12,14,16")
+    p.add_argument("--max-active", type=int, default=7000)
+    a = p.parse_args()
+    refs = read_text(f"{a.data_dir}/text")
+    outs = {d: network_outputs(d, a.data_dir) for d in a.onnx_dirs}
+    for beam in map(float, a.beams.split(",")):
+        decoder = TlgDecoder(a.graph_dir, DecodeOptions(beam=beam, max_active=a.max_active))
+        for d, (lps, nnet, audio) in outs.items():
+            t0 = time.perf_counter()
+            hyps = {u: decoder.decode(lp) for u, lp in lps.items()}
+            search = time.perf_counter() - t0
+            stats, _ = compute_wer(refs, hyps)
+            print(f"{d} beam {beam:g} {stats.kaldi_line()} network {nnet:.2f} s search {search:.2f} s "
+                  f"RTF {(nnet + search) / audio:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
