@@ -26,13 +26,20 @@ def speed_prefix(factor: float) -> str:
     return "" if factor == 1.0 else f"sp{factor:g}-"
 
 
+# -R -D: sox dithers its 16-bit output with a fresh random seed on every run (Kaldi's pipes do
+# too), so each feature extraction of a speed copy read other samples and a rerun of a recipe
+# trained on other data; -R fixes sox's seeds, -D drops the dither (as local/synth/audio.py)
+SOX = "sox -R -D"
+
+
 def speed_perturbed_spec(spec: str, factor: float) -> str:
-    """A ``wav.scp`` value (a file, or a ``cmd |`` pipe) played ``factor`` times as fast."""
+    """A ``wav.scp`` value (a file, or a ``cmd |`` pipe) played ``factor`` times as fast, the
+    same samples on every read."""
     if factor == 1.0:
         return spec
     if spec.rstrip().endswith("|"):
-        return f"{spec.rstrip()} sox -t wav - -t wav - speed {factor:g} |"
-    return f"sox {shlex.quote(spec)} -t wav - speed {factor:g} |"
+        return f"{spec.rstrip()} {SOX} -t wav - -t wav - speed {factor:g} |"
+    return f"{SOX} {shlex.quote(spec)} -t wav - speed {factor:g} |"
 
 
 def perturb_data_dir_speed(src: str | os.PathLike, dst: str | os.PathLike,

@@ -53,9 +53,31 @@ def test_perturbing_a_pipe_chains_sox(tone_data_dir, tmp_path):
 
     wav = read_data_dir(tone_data_dir).wav_scp["spkA-002"]
     pipe = speed_perturbed_spec(f"cat {wav} |", 1.1)
-    assert pipe.startswith(f"cat {wav} | sox -t wav - -t wav - speed 1.1")
+    assert pipe.startswith(f"cat {wav} | sox -R -D -t wav - -t wav - speed 1.1")
     x = read_audio(pipe, "u", tmp_path / "wav.scp", None, 16000)
     assert abs(len(x) - 16000 / 1.1) < 0.002 * 16000
+
+
+def test_a_speed_copy_reads_the_same_samples_every_time(tmp_path):
+    # sox dithers a 16-bit output with a new random seed per run unless told otherwise: a rerun of
+    # a recipe then extracted features of other samples and trained another model
+    import wave
+
+    from asrcomp.perturb import speed_perturbed_spec
+
+    rng = np.random.default_rng(0)
+    wav = tmp_path / "speech.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes((rng.standard_normal(16000) * 3000).astype("<i2").tobytes())
+    for spec in (str(wav), f"cat {wav} |"):
+        pipe = speed_perturbed_spec(spec, 0.9)
+        reads = [read_audio(pipe, "u", tmp_path / "wav.scp", None, 16000) for _ in range(3)]
+        assert all(np.array_equal(reads[0], r) for r in reads[1:])
+        # what the old pipe (no -R -D) gave: a different last bit on every read
+        old = pipe.replace("sox -R -D ", "sox ")
+        a, b = (read_audio(old, "u", tmp_path / "wav.scp", None, 16000) for _ in range(2))
+        assert not np.array_equal(a, b) and np.abs(a - b).max() < 4 / 32768
 
 
 @pytest.mark.parametrize("factors", [[], [0.9, 0.9], [1.0, -1.1], [0.0]])
