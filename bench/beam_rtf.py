@@ -1,6 +1,6 @@
 """WER and onnxruntime RTF of exported models over a range of TLG beams: speed at equal accuracy.
 
-    cd egs/synth && python ../../bench/beam_rtf.py exp/default/tdnn_onnx/int8 exp/default/tdnn_svd_tt_onnx/int8 \
+    cd egs/synth && python ../../bench/beam_rtf.py exp/default/tdnn_onnx_int8 exp/default/tdnn_svd_tt_onnx_int8 \
         data/default/test data/default/lang_phone_3gram --beams 8,10,12,14,16
 
 Runs each export's network once per utterance (onnxruntime, one thread, batch 1; timed), then
@@ -22,8 +22,8 @@ import numpy as np
 
 from asrcomp.datadir import read_data_dir
 from asrcomp.decode import DecodeOptions, TlgDecoder
-from asrcomp.modeldir import read_model_yaml
 from asrcomp.decode_dir import _durations
+from asrcomp.modeldir import read_model_yaml
 from asrcomp.onnx_export import _session
 from asrcomp.score import compute_wer, read_text
 

@@ -68,7 +68,9 @@ def test_a_speed_copy_reads_the_same_samples_every_time(tmp_path):
     rng = np.random.default_rng(0)
     wav = tmp_path / "speech.wav"
     with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
         w.writeframes((rng.standard_normal(16000) * 3000).astype("<i2").tobytes())
     for spec in (str(wav), f"cat {wav} |"):
         pipe = speed_perturbed_spec(spec, 0.9)
