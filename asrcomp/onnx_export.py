@@ -809,6 +809,27 @@ def quantize(src: str | os.PathLike, out_dir: str | os.PathLike, mode: str = "dy
 
 # ----------------------------------------------------------------------------- onnxruntime decoding
 
+def onnx_posteriors(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, threads: int = 1):
+    """Yield ``(utt, log-posteriors (T', V), network seconds, audio seconds)`` per utterance of a
+    data dir, its raw fbank run through an exported model in onnxruntime (``threads`` threads,
+    batch 1, after one warm-up run). The caller's own work between items is not timed here."""
+    import kaldiio
+
+    onnx_dir, data_dir = Path(onnx_dir), Path(data_dir)
+    cfg = read_model_yaml(onnx_dir)
+    sess = _session(onnx_dir / ONNX_NAME, threads)
+    data = read_data_dir(data_dir, need_features=True)
+    feats = kaldiio.load_scp(str(data.path / "feats.scp"))
+    durations = _durations(data_dir, cfg)
+    sess.run(None, {"x": np.zeros((1, 30, cfg["arch"]["feat_dim"]), np.float32), "x_lens": np.array([30])})
+    for utt in data.utts:
+        x = np.asarray(feats[utt], dtype=np.float32)
+        t0 = time.perf_counter()
+        lp = sess.run(None, {"x": x[None], "x_lens": np.array([len(x)], dtype=np.int64)})[0][0]
+        secs = time.perf_counter() - t0
+        yield utt, lp, secs, durations.get(utt, len(x) * cfg.get("frame_shift_ms", 10) / 1000)
+
+
 def decode_onnx(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_dir: str | os.PathLike | None,
                 opts=None, threads: int = 1) -> dict:
     """Decode a data dir with an exported model in onnxruntime (``threads`` threads, batch 1).
@@ -818,8 +839,6 @@ def decode_onnx(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_
     ``decode_<set>_greedy/`` (``wer``, ``errs``, ``hyp.txt``, ``rtf``: onnxruntime + search
     seconds over audio seconds). Acoustic scale and blank penalty are whatever the export baked in.
     """
-    import kaldiio
-
     onnx_dir, data_dir = Path(onnx_dir), Path(data_dir)
     cfg = read_model_yaml(onnx_dir)
     if "onnx" not in cfg or not (onnx_dir / ONNX_NAME).is_file():
@@ -829,31 +848,23 @@ def decode_onnx(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_
     if opts.acoustic_scale != 1.0 or opts.blank_penalty:
         raise InputError(onnx_dir, "acoustic scale and blank penalty are baked into model.onnx at export",
                          fix="export with --acoustic-scale / --blank-penalty instead")
-    sess = _session(onnx_dir / ONNX_NAME, threads)
     decoder = None
     if graph_dir is not None:
         check_token_set(onnx_dir, Path(graph_dir) / "tokens.txt")
         decoder = TlgDecoder(graph_dir, opts)
     id2tok = {i: t for t, i in read_symbol_table(onnx_dir / "tokens.txt").items()}
-    data = read_data_dir(data_dir, need_features=True)
-    feats = kaldiio.load_scp(str(data.path / "feats.scp"))
-    durations = _durations(data_dir, cfg)
     outs = decode_dirs(onnx_dir, data_dir, graph_dir)
     hyps: dict[str, dict[str, str]] = {k: {} for k in outs}
     secs = {"nnet": 0.0, "search": 0.0, "audio": 0.0}
-    sess.run(None, {"x": np.zeros((1, 30, cfg["arch"]["feat_dim"]), np.float32), "x_lens": np.array([30])})  # warm-up
-    for utt in data.utts:
-        x = np.asarray(feats[utt], dtype=np.float32)
-        t0 = time.perf_counter()
-        lp = sess.run(None, {"x": x[None], "x_lens": np.array([len(x)], dtype=np.int64)})[0][0]
+    for utt, lp, nnet, audio in onnx_posteriors(onnx_dir, data_dir, threads):
         t1 = time.perf_counter()
         if decoder is not None:
             hyps["tlg"][utt] = " ".join(decoder.decode(lp))
         t2 = time.perf_counter()
         hyps["greedy"][utt] = " ".join(tokens_to_words(ctc_greedy(lp), id2tok, cfg["tokens"]["token_type"]))
-        secs["nnet"] += t1 - t0
+        secs["nnet"] += nnet
         secs["search"] += t2 - t1
-        secs["audio"] += durations.get(utt, len(x) * cfg.get("frame_shift_ms", 10) / 1000)
+        secs["audio"] += audio
     for kind, d in outs.items():
         d.mkdir(parents=True, exist_ok=True)
         write_table(d / "hyp.1.txt", {u: h or "" for u, h in hyps[kind].items()})
@@ -862,5 +873,5 @@ def decode_onnx(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_
     return merge_and_score(onnx_dir, data_dir, graph_dir, 1)
 
 
-__all__ = ["export_onnx", "to_fp16", "quantize", "decode_onnx", "weight_report", "global_cmvn", "read_metadata",
+__all__ = ["export_onnx", "to_fp16", "quantize", "decode_onnx", "onnx_posteriors", "weight_report", "global_cmvn", "read_metadata",
            "DeployModel", "export_friendly"]

@@ -15,33 +15,19 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-import kaldiio
 import numpy as np
 
-from asrcomp.datadir import read_data_dir
 from asrcomp.decode import DecodeOptions, TlgDecoder
-from asrcomp.decode_dir import _durations
-from asrcomp.modeldir import read_model_yaml
-from asrcomp.onnx_export import _session
+from asrcomp.onnx_export import onnx_posteriors
 from asrcomp.score import compute_wer, read_text
 
 
 def network_outputs(onnx_dir: str, data_dir: str) -> tuple[dict[str, np.ndarray], float, float]:
     """(utt -> log-posteriors (T', V), network seconds, audio seconds) of one export on a data dir."""
-    cfg = read_model_yaml(onnx_dir)
-    sess = _session(f"{onnx_dir}/model.onnx", 1)
-    sess.run(None, {"x": np.zeros((1, 30, cfg["arch"]["feat_dim"]), np.float32), "x_lens": np.array([30])})
-    feats = kaldiio.load_scp(f"{data_dir}/feats.scp")
-    durations = _durations(Path(data_dir), cfg)
     lps, secs, audio = {}, 0.0, 0.0
-    for utt in read_data_dir(data_dir, need_features=True).utts:
-        x = np.asarray(feats[utt], dtype=np.float32)
-        t0 = time.perf_counter()
-        lps[utt] = sess.run(None, {"x": x[None], "x_lens": np.array([len(x)], dtype=np.int64)})[0][0]
-        secs += time.perf_counter() - t0
-        audio += durations.get(utt, len(x) * cfg.get("frame_shift_ms", 10) / 1000)
+    for utt, lp, nnet, dur in onnx_posteriors(onnx_dir, data_dir):
+        lps[utt], secs, audio = lp, secs + nnet, audio + dur
     return lps, secs, audio
 
 
