@@ -206,6 +206,13 @@ def compare_table(model_dirs: list[str | os.PathLike], sets: list[str], baseline
     return "\n".join(lines) + "\n"
 
 
+def off_chart(wers: list[float], factor: float = 3.0) -> list[bool]:
+    """Which WERs the plot leaves off: above ``factor`` times the median (a model that failed, such
+    as a from-scratch twin at 93 %, would otherwise squash every other point into one line)."""
+    med = float(np.median(wers))
+    return [w > factor * med and w > med + 10 for w in wers]
+
+
 def sweep_plot(model_dirs: list[str | os.PathLike], test_set: str, out_prefix: str | os.PathLike) -> str:
     """``PREFIX.md`` (the comparison table) and ``PREFIX.png`` (TLG %WER on ``test_set`` against bytes)."""
     import matplotlib
@@ -225,13 +232,18 @@ def sweep_plot(model_dirs: list[str | os.PathLike], test_set: str, out_prefix: s
             u = read_utt_stats(r["dirs"][(test_set, "tlg")])
             ci = bootstrap_interval(u.errors, u.words)
             cis.append((ci.wer - ci.lo, ci.hi - ci.wer))
+    off = off_chart([p[1] for p in pts])
+    shown = [(p, ci) for p, ci, o in zip(pts, cis, off) if not o]
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    ax.errorbar([p[0] / 1e6 for p in pts], [p[1] for p in pts], yerr=np.array(cis).T, fmt="o", capsize=3)
-    for b, w, name in pts:
+    ax.errorbar([p[0] / 1e6 for p, _ in shown], [p[1] for p, _ in shown], yerr=np.array([c for _, c in shown]).T,
+                fmt="o", capsize=3)
+    for (b, w, name), _ in shown:
         ax.annotate(name, (b / 1e6, w), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("model bytes (MB, log scale)")
     ax.set_ylabel(f"%WER {test_set} (TLG, 95% CI)")
+    if any(off):
+        ax.set_title("off the chart: " + ", ".join(f"{p[2]} {p[1]:.2f}" for p, o in zip(pts, off) if o), fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     out_prefix.parent.mkdir(parents=True, exist_ok=True)

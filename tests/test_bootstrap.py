@@ -170,6 +170,16 @@ def test_compare_table_marks_significant_differences(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 1000 and "95% CI test TLG" in out
 
 
+def test_off_chart_leaves_out_only_a_failed_model():
+    from asrcomp.compare import off_chart
+
+    # the synthetic chain: 12 rows at 2.8-4.2 % and a from-scratch twin at 93 %
+    wers = [2.82, 4.18, 3.40, 2.79, 2.95, 2.98, 4.02, 93.23, 3.14, 3.17, 2.82, 2.85, 2.79]
+    assert off_chart(wers) == [w == 93.23 for w in wers]
+    assert not any(off_chart([5.0, 12.0, 18.0]))  # a spread of real models stays on the chart
+    assert not any(off_chart([80.0, 90.0, 95.0]))  # a chain of bad models too
+
+
 def test_cli_bootci_and_compare(tmp_path, capsys):
     from asrcomp.cli import main
 
