@@ -207,8 +207,9 @@ def compare_table(model_dirs: list[str | os.PathLike], sets: list[str], baseline
 
 
 def off_chart(wers: list[float], factor: float = 3.0) -> list[bool]:
-    """Which WERs the plot leaves off: above ``factor`` times the median (a model that failed, such
-    as a from-scratch twin at 93 %, would otherwise squash every other point into one line)."""
+    """Which WERs the plot leaves off: above ``factor`` times the median and more than 10 points
+    above it (a model that failed, such as a from-scratch twin at 93 %, would otherwise squash
+    every other point into one line)."""
     med = float(np.median(wers))
     return [w > factor * med and w > med + 10 for w in wers]
 

@@ -873,5 +873,5 @@ def decode_onnx(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_
     return merge_and_score(onnx_dir, data_dir, graph_dir, 1)
 
 
-__all__ = ["export_onnx", "to_fp16", "quantize", "decode_onnx", "onnx_posteriors", "weight_report", "global_cmvn", "read_metadata",
-           "DeployModel", "export_friendly"]
+__all__ = ["export_onnx", "to_fp16", "quantize", "decode_onnx", "onnx_posteriors", "weight_report", "global_cmvn",
+           "read_metadata", "DeployModel", "export_friendly"]
