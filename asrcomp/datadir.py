@@ -136,26 +136,35 @@ def write_data_dir(path: str | os.PathLike, wav_scp: dict[str, str], text: dict[
     return d
 
 
-def write_lhotse_manifests(data: DataDir, out_dir: str | os.PathLike, prefix: str) -> Path:
+def write_lhotse_manifests(data: DataDir, out_dir: str | os.PathLike, prefix: str,
+                           pipe_sizes: dict[str, tuple[int, int]] | None = None) -> Path:
     """Write lhotse recordings/supervisions/cuts (``<prefix>_*.jsonl.gz``) for a data dir.
 
-    Audio must be plain files (not pipes). Returns the cuts manifest path.
+    A wav.scp file entry is probed by lhotse; a ``cmd |`` pipe becomes a lhotse ``command``
+    source, whose ``(num_samples, sample_rate)`` must be in ``pipe_sizes`` (a pipe cannot be
+    probed without running it). Each file is written to a temp name, then renamed. Returns the
+    cuts manifest path.
     """
-    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+    from lhotse import AudioSource, CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     recordings, supervisions = [], []
     for utt in data.utts:
-        src = data.wav_scp[utt]
-        if src.rstrip().endswith("|"):
-            raise InputError(data.path / "wav.scp", f"'{utt}' is a pipe; lhotse manifests need files",
-                             _line_of(data.path / "wav.scp", utt))
-        try:
-            rec = Recording.from_file(src, recording_id=utt)
-        except Exception as e:  # soundfile's message alone does not name our file
-            raise InputError(data.path / "wav.scp", f"cannot read audio '{src}' for '{utt}': {e}",
-                             _line_of(data.path / "wav.scp", utt), "regenerate or fix the path") from e
+        src = data.wav_scp[utt].rstrip()
+        if src.endswith("|"):
+            if not pipe_sizes or utt not in pipe_sizes:
+                raise InputError(data.path / "wav.scp", f"'{utt}' is a pipe; lhotse manifests need files",
+                                 _line_of(data.path / "wav.scp", utt))
+            n, sr = pipe_sizes[utt]
+            rec = Recording(id=utt, sources=[AudioSource(type="command", channels=[0], source=src[:-1].strip())],
+                            sampling_rate=sr, num_samples=n, duration=n / sr)
+        else:
+            try:
+                rec = Recording.from_file(src, recording_id=utt)
+            except Exception as e:  # soundfile's message alone does not name our file
+                raise InputError(data.path / "wav.scp", f"cannot read audio '{src}' for '{utt}': {e}",
+                                 _line_of(data.path / "wav.scp", utt), "regenerate or fix the path") from e
         recordings.append(rec)
         supervisions.append(SupervisionSegment(id=utt, recording_id=utt, start=0.0, duration=rec.duration,
                                                channel=0, text=data.text[utt], speaker=data.utt2spk[utt],

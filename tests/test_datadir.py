@@ -45,3 +45,23 @@ def test_utterance_must_start_with_speaker(tone_data_dir):
     p.write_text(p.read_text().replace("spkA-000 spkA", "spkA-000 spkZ"))
     with pytest.raises(InputError, match=r"utt2spk:1: utterance 'spkA-000' does not start"):
         read_data_dir(tone_data_dir)
+
+
+def test_a_pipe_needs_its_size(tone_data_dir, tmp_path):
+    """A ``cmd |`` entry becomes a lhotse command source given its (samples, rate); without them the
+    error names wav.scp and the line."""
+    scp = tone_data_dir / "wav.scp"
+    lines = scp.read_text().splitlines()
+    utt, path = lines[1].split(maxsplit=1)
+    lines[1] = f"{utt} cat {path} |"
+    scp.write_text("\n".join(lines) + "\n")
+    d = read_data_dir(tone_data_dir)
+    with pytest.raises(InputError, match=rf"wav.scp:2: '{utt}' is a pipe"):
+        write_lhotse_manifests(d, tmp_path / "m", "t")
+    file_rec = lhotse.Recording.from_file(path)
+    sizes = {utt: (file_rec.num_samples, file_rec.sampling_rate)}
+    cuts = lhotse.load_manifest(write_lhotse_manifests(d, tmp_path / "m", "t", sizes))
+    by_id = {c.id: c for c in cuts}
+    assert by_id[utt].recording.sources[0].type == "command" and by_id[utt].duration == 0.75
+    assert (by_id[utt].load_audio() == file_rec.load_audio()).all()  # the pipe runs
+    assert not list((tmp_path / "m").glob(".tmp_*"))

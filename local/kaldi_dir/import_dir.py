@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import os
 import shlex
 import subprocess
 import sys
@@ -45,33 +44,6 @@ def audio_info(spec: str, utt: str, wav_scp: Path) -> tuple[int, int]:
     return info.frames, info.samplerate
 
 
-def write_manifests(d: DataDir, out_dir: Path, prefix: str, infos: dict[str, tuple[int, int]]) -> Path:
-    """lhotse manifests for a data dir whose wav.scp may hold pipes (lhotse ``command`` sources)."""
-    if not any(v.rstrip().endswith("|") for v in d.wav_scp.values()):
-        return write_lhotse_manifests(d, out_dir, prefix)
-    from lhotse import AudioSource, CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
-
-    recs, sups = [], []
-    for utt in d.utts:
-        spec = d.wav_scp[utt].rstrip()
-        n, sr = infos[utt]
-        src = (AudioSource(type="command", channels=[0], source=spec[:-1].strip()) if spec.endswith("|")
-               else AudioSource(type="file", channels=[0], source=spec))
-        recs.append(Recording(id=utt, sources=[src], sampling_rate=sr, num_samples=n, duration=n / sr))
-        sups.append(SupervisionSegment(id=utt, recording_id=utt, start=0.0, duration=n / sr, channel=0,
-                                       text=d.text[utt], speaker=d.utt2spk[utt]))
-    rs, ss = RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups)
-    cuts = CutSet.from_cuts(c.with_id(c.recording_id) for c in CutSet.from_manifests(recordings=rs, supervisions=ss))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for kind, m in (("recordings", rs), ("supervisions", ss), ("cuts", cuts)):
-        paths[kind] = out_dir / f"{prefix}_{kind}.jsonl.gz"
-        tmp = paths[kind].with_name(f".tmp_{paths[kind].name}")
-        m.to_file(tmp)
-        os.replace(tmp, paths[kind])
-    return paths["cuts"]
-
-
 def import_dir(src: Path, out_dir: Path, name: str) -> DataDir:
     src = Path(src)
     if (src / "segments").exists():
@@ -81,7 +53,7 @@ def import_dir(src: Path, out_dir: Path, name: str) -> DataDir:
     infos = {u: audio_info(s.wav_scp[u], u, src / "wav.scp") for u in s.utts}
     d = write_data_dir(out_dir / name, s.wav_scp, s.text, s.utt2spk)
     write_table(out_dir / name / "utt2dur", {u: f"{n / sr:.3f}" for u, (n, sr) in infos.items()})
-    write_manifests(d, out_dir / "manifests", name, infos)
+    write_lhotse_manifests(d, out_dir / "manifests", name, infos)
     log.info("%s -> %s: %d utterances, %d speakers, %.2f h", src, out_dir / name, len(d.utts), len(d.spk2utt),
              sum(n / sr for n, sr in infos.values()) / 3600)
     return d

@@ -298,33 +298,6 @@ def prepare_set(discs: Discs, name: str, transcripts: Transcripts, out_dir: Path
     return PreparedSet(name, data, headers, dropped, bad_audio)
 
 
-def write_manifests(p: PreparedSet, out_dir: Path) -> Path:
-    """lhotse manifests; pipes (shorten audio) become lhotse ``command`` sources."""
-    if not any(v.rstrip().endswith("|") for v in p.data.wav_scp.values()):
-        return write_lhotse_manifests(p.data, out_dir, f"wsj_{p.name}")
-    from lhotse import AudioSource, CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
-
-    recs, sups = [], []
-    for utt in p.data.utts:
-        spec, h = p.data.wav_scp[utt].rstrip(), p.headers[utt]
-        src = (AudioSource(type="command", channels=[0], source=spec[:-1].strip()) if spec.endswith("|")
-               else AudioSource(type="file", channels=[0], source=spec))
-        recs.append(Recording(id=utt, sources=[src], sampling_rate=h.sample_rate, num_samples=h.sample_count,
-                              duration=h.duration))
-        sups.append(SupervisionSegment(id=utt, recording_id=utt, start=0.0, duration=h.duration, channel=0,
-                                       text=p.data.text[utt], speaker=p.data.utt2spk[utt], language="English"))
-    rs, ss = RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups)
-    cuts = CutSet.from_cuts(c.with_id(c.recording_id) for c in CutSet.from_manifests(recordings=rs, supervisions=ss))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for kind, m in (("recordings", rs), ("supervisions", ss), ("cuts", cuts)):
-        paths[kind] = out_dir / f"wsj_{p.name}_{kind}.jsonl.gz"
-        tmp = paths[kind].with_name(f".tmp_{paths[kind].name}")
-        m.to_file(tmp)
-        os.replace(tmp, paths[kind])
-    return paths["cuts"]
-
-
 def check_counts(sets: dict[str, PreparedSet], out_dir: Path, strict: bool) -> list[str]:
     """Compare utterance counts with Kaldi's; write ``counts.txt``; mismatches are logged as warnings
     (an :class:`InputError` with ``strict``). Returns the mismatch messages."""
@@ -553,7 +526,8 @@ def prepare_wsj(roots: list[Path], out_dir: Path, sets: list[str] | None = None,
         if name not in SETS:
             raise InputError(name, "unknown WSJ set", fix=f"choose from {', '.join(SETS)}")
         prepared[name] = p = prepare_set(discs, name, transcripts, out_dir, tools)
-        write_manifests(p, out_dir / "manifests")
+        write_lhotse_manifests(p.data, out_dir / "manifests", f"wsj_{p.name}",
+                               {u: (h.sample_count, h.sample_rate) for u, h in p.headers.items()})
         log.info("%s: %d utterances, %d speakers, %.2f h", name, len(p.data.utts), len(p.data.spk2utt),
                  sum(h.duration for h in p.headers.values()) / 3600)
     check_counts(prepared, out_dir, strict_counts)
