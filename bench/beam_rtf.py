@@ -4,8 +4,9 @@
         data/default/test data/default/lang_phone_3gram --beams 8,10,12,14,16
 
 Runs each export's network once per utterance (onnxruntime, one thread, batch 1; timed), then
-searches the cached log-posteriors at every beam, the models interleaved beam by beam so that a
-drift in the machine's speed hits them alike. Prints one line per export and beam: the Kaldi
+searches the cached log-posteriors at every beam (and every ``--acoustic-scales`` factor, on top
+of what the exports baked in), the models interleaved beam by beam so that a drift in the
+machine's speed hits them alike. Prints one line per export, scale and beam: the Kaldi
 %WER line, network and search seconds and the RTF (network + search over audio seconds, as
 ``asrcomp decode-onnx``). A factorised model whose posteriors are flatter keeps more tokens in
 the beam; this shows whether a narrower beam buys its speed back at the baseline's WER.
@@ -38,18 +39,20 @@ def main() -> None:
     p.add_argument("graph_dir")
     p.add_argument("--beams", default="8,10,12,14,16")
     p.add_argument("--max-active", type=int, default=7000)
+    p.add_argument("--acoustic-scales", default="1.0", help="on top of what the exports baked in, e.g. 1.0,1.25")
     a = p.parse_args()
     refs = read_text(f"{a.data_dir}/text")
     outs = {d: network_outputs(d, a.data_dir) for d in a.onnx_dirs}
-    for beam in map(float, a.beams.split(",")):
-        decoder = TlgDecoder(a.graph_dir, DecodeOptions(beam=beam, max_active=a.max_active))
-        for d, (lps, nnet, audio) in outs.items():
-            t0 = time.perf_counter()
-            hyps = {u: decoder.decode(lp) for u, lp in lps.items()}
-            search = time.perf_counter() - t0
-            stats, _ = compute_wer(refs, hyps)
-            print(f"{d} beam {beam:g} {stats.kaldi_line()} network {nnet:.2f} s search {search:.2f} s "
-                  f"RTF {(nnet + search) / audio:.4f}", flush=True)
+    for scale in map(float, a.acoustic_scales.split(",")):
+        for beam in map(float, a.beams.split(",")):
+            decoder = TlgDecoder(a.graph_dir, DecodeOptions(beam=beam, max_active=a.max_active, acoustic_scale=scale))
+            for d, (lps, nnet, audio) in outs.items():
+                t0 = time.perf_counter()
+                hyps = {u: decoder.decode(lp) for u, lp in lps.items()}
+                search = time.perf_counter() - t0
+                stats, _ = compute_wer(refs, hyps)
+                print(f"{d} scale {scale:g} beam {beam:g} {stats.kaldi_line()} network {nnet:.2f} s search "
+                      f"{search:.2f} s RTF {(nnet + search) / audio:.4f}", flush=True)
 
 
 if __name__ == "__main__":
