@@ -6,6 +6,7 @@ import pytest
 from asrcomp.datadir import read_data_dir
 from asrcomp.features import FbankConfig, make_fbank, read_audio
 from asrcomp.perturb import perturb_data_dir_speed
+from tests.conftest import write_tone_wav
 
 pytestmark = pytest.mark.skipif(shutil.which("sox") is None, reason="needs sox")
 
@@ -61,17 +62,10 @@ def test_perturbing_a_pipe_chains_sox(tone_data_dir, tmp_path):
 def test_a_speed_copy_reads_the_same_samples_every_time(tmp_path):
     # sox dithers a 16-bit output with a new random seed per run unless told otherwise: a rerun of
     # a recipe then extracted features of other samples and trained another model
-    import wave
-
     from asrcomp.perturb import speed_perturbed_spec
 
-    rng = np.random.default_rng(0)
     wav = tmp_path / "speech.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((rng.standard_normal(16000) * 3000).astype("<i2").tobytes())
+    write_tone_wav(wav, 1.0, 440)
     for spec in (str(wav), f"cat {wav} |"):
         pipe = speed_perturbed_spec(spec, 0.9)
         reads = [read_audio(pipe, "u", tmp_path / "wav.scp", None, 16000) for _ in range(3)]
