@@ -237,7 +237,7 @@ def _cmd_pack(a):
                  bits_choices=a.bits_choices, sensitivity_batches=a.sensitivity_batches, seed=a.seed,
                  fold_bn=a.fold_bn, small_bits=a.small_bits, quantizer=a.quantizer,
                  allocation=a.allocation, distill_alpha=a.distill_alpha, distill_temperature=a.distill_temperature,
-                 finetune_mode=a.finetune_mode)
+                 teacher=a.teacher, finetune_mode=a.finetune_mode)
     pcfg, tcfg = build_configs(a.conf, flags, (a.set or []) + ([f"device={a.device}"] if a.device else [])
                                + ([f"start_epoch={a.start_epoch}"] if a.start_epoch is not None else []))
     pack(a.src_dir, a.out_dir, pcfg, tcfg, a.train_dir, a.valid_dir, a.lang_dir)
@@ -558,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--distill-alpha", type=float,
                    help="the input model as teacher of the retraining: weight of its KL term (default 0: CTC only)")
     s.add_argument("--distill-temperature", type=float, help="temperature of that KL term (default 2)")
+    s.add_argument("--teacher", help="with --distill-alpha: this model dir is the teacher, not the input")
     s.add_argument("--finetune-mode", choices=["tied", "ste"],
                    help="after sharing: tied (default; the centroids learn) or ste (latent weights, straight-through, "
                         "re-assigned to the nearest centroid after every step)")

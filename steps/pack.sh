@@ -5,7 +5,7 @@
 #                      [--prune-every STEPS] [--target-bytes N] [--bits-choices 2,3,4,5,6]
 #                      [--sensitivity-batches 4] [--seed N] [--quantizer kmeans|uniform] [--fold-bn true]
 #                      [--small-bits 16|8] [--allocation sensitivity|equal-step]
-#                      [--distill-alpha 0.5] [--distill-temperature 2]
+#                      [--distill-alpha 0.5] [--distill-temperature 2] [--teacher <model-dir>]
 #                      <src-model-dir> <out-model-dir> [<train-data> <valid-data> <lang-dir>]
 # Deep Compression: optional magnitude pruning (+ retraining), k-means weight sharing
 # (+ centroid fine-tuning), Huffman coding (or ANS: --coder ans); writes <out-model-dir>/model.acz, pack_report.tsv
@@ -20,13 +20,14 @@
 # norms folded into scale and shift, the unshared tensors in 8 bits (constants as one value).
 # --allocation equal-step (with --quantizer uniform --target-bytes N): one grid step for every shared tensor, the
 # finest whose file fits N bytes (MPEG NNR's single quantisation parameter; no sensitivity measured).
-# --distill-alpha A: the retraining and fine-tuning learn (1 - A) CTC + A T^2 KL from the input model's posteriors.
+# --distill-alpha A: the retraining and fine-tuning learn (1 - A) CTC + A T^2 KL from the input model's posteriors,
+# or from those of --teacher <model-dir> (e.g. the chain's baseline).
 set -euo pipefail
 echo "$0 $*"
 conf=""; bits=""; bits_output=""; prune_sparsity=""; prune_epochs=""; finetune_epochs=""; lr=""; device=""; coder=""
 prune_schedule=""; prune_initial_sparsity=""; prune_ramp_epochs=""; prune_every=""; target_bytes=""; bits_choices=""
 sensitivity_batches=""; seed=""; quantizer=""; fold_bn=""; small_bits=""; allocation=""; distill_alpha=""
-distill_temperature=""
+distill_temperature=""; teacher=""
 . "$(dirname "$0")/parse_options.sh"
 set -- "${args[@]}"
 [ $# -eq 2 ] || [ $# -eq 5 ] || {
@@ -45,4 +46,5 @@ exec asrcomp pack --log-file "$dir/log/pack.log" ${conf:+--conf "$conf"} ${bits:
   ${sensitivity_batches:+--sensitivity-batches "$sensitivity_batches"} ${seed:+--seed "$seed"} \
   ${quantizer:+--quantizer "$quantizer"} ${small_bits:+--small-bits "$small_bits"} \
   ${allocation:+--allocation "$allocation"} ${distill_alpha:+--distill-alpha "$distill_alpha"} \
-  ${distill_temperature:+--distill-temperature "$distill_temperature"} "${fold[@]}" "$@"
+  ${distill_temperature:+--distill-temperature "$distill_temperature"} ${teacher:+--teacher "$teacher"} \
+  "${fold[@]}" "$@"

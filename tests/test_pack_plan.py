@@ -451,6 +451,39 @@ def test_distill_alpha_fine_tunes_towards_the_input_model(corpus, tmp_path):
     assert "distill_alpha" not in load_model_dir(outs[0.0])[1]["history"][-1]  # default: as before
 
 
+def test_a_named_teacher_fine_tunes_towards_it(corpus, tmp_path):
+    """--teacher DIR: the retraining learns that model's posteriors, not the input's, and the
+    history names it and its weights; a teacher of another token set is refused before training."""
+    from tiny_corpus import ARCH, make_random_model_dir
+    from asrcomp.lang import load_lang
+
+    torch.manual_seed(1)
+    other = build_model(dict(ARCH, num_tokens=load_lang(corpus["lang"]).num_tokens))
+    with torch.no_grad():
+        other.output.weight.mul_(5)  # sharper posteriors than the untrained input's: far from it
+    tdir = save_model_dir(tmp_path / "teacher", other, corpus["lang"] / "tokens.txt",
+                          features={"num_mel_bins": 20, "cmvn": "none"}, history=[{"stage": "train"}])
+    kl, outs = {}, {}
+    for name, teacher in (("input", None), ("named", str(tdir))):
+        pcfg = PackConfig(bits=2, bits_output=2, prune_sparsity=0.5, prune_epochs=1, finetune_epochs=1,
+                          distill_alpha=1.0, distill_temperature=1.0, teacher=teacher)
+        outs[name] = pack(corpus["model"], tmp_path / name, pcfg, tiny_cfg(lr=0.01), *_args(corpus))
+        kl[name] = _kl_to(other, load_model_dir(outs[name])[0], corpus["train"])
+    assert kl["named"] < 0.5 * kl["input"], kl  # the same pack ends closer to the teacher it was given
+    assert load_model_dir(outs["named"])[1]["history"][-1]["teacher"] == str(tdir)
+    ident = {k: torch.load(outs[k] / "quant" / "epoch-1.pt", map_location="cpu", weights_only=False)["identity"]
+             ["stage"] for k in outs}
+    assert len(ident["named"]["teacher_weights"]) >= 16 and "teacher_weights" not in ident["input"]  # no resume across
+
+    foreign = make_random_model_dir(tmp_path / "foreign")  # tokens t0..t10, not the lang dir's
+    with pytest.raises(InputError, match="tokens"):
+        pack(corpus["model"], tmp_path / "f", PackConfig(bits=2, prune_epochs=1, distill_alpha=0.5,
+                                                         teacher=str(foreign)), tiny_cfg(), *_args(corpus))
+    with pytest.raises(InputError, match="unused with distill_alpha 0"):
+        PackConfig(bits=2, teacher=str(tdir)).check()
+    assert not (tmp_path / "f").exists()
+
+
 def test_ste_fine_tuning_packs_what_it_trained(corpus, tmp_path):
     """--finetune-mode ste end to end: the checkpointed latent weights train off the codebook,
     and model.acz still unpacks to exactly the model dir's weights."""

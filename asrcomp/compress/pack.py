@@ -69,7 +69,7 @@ from asrcomp.compress.alloc import (TABLE_NAME, device_of, format_table, grid_wi
                                     sensitivity_batches, write_table)
 from asrcomp.compress.ans import library_version
 from asrcomp.compress.bn_fold import fold_batch_norms
-from asrcomp.compress.distill import DistillLoss
+from asrcomp.compress.distill import DistillLoss, check_compatible
 from asrcomp.compress.kmeans import check_bits
 from asrcomp.compress.pack_format import CODERS, encode_state, payload_part, read_packed, write_packed
 from asrcomp.compress.pack_report import format_report, ratio_text, report_rows, write_report
@@ -77,7 +77,7 @@ from asrcomp.compress.prune import GradualMaskHooks, MaskHooks, prune_model, spa
 from asrcomp.compress.share import QUANTIZERS, SMALL_BITS, quantised_names, round_small, share_weights
 from asrcomp.modeldir import check_token_set, load_model_dir, save_model_dir
 from asrcomp.nnet import build_model
-from asrcomp.train import FitHooks, TrainConfig, fit
+from asrcomp.train import FitHooks, TrainConfig, fit, state_digest
 from asrcomp.utils import InputError, atomic_open, options_from_dict
 
 log = logging.getLogger(__name__)
@@ -137,10 +137,12 @@ class PackConfig:
     # kmeans (Deep Compression) or uniform: an entropy-coded uniform grid, width b the step
     # rms * 2**(2 - b) (asrcomp.compress.uniform)
     quantizer: str = "kmeans"
-    # the input model as teacher of the retraining and fine-tuning (quantised distillation, Polino
-    # et al. 2018; Mishra & Marr's Apprentice 2018): loss (1 - a) CTC + a T^2 KL, as asrcomp distill
+    # a teacher of the retraining and fine-tuning (quantised distillation, Polino et al. 2018; Mishra &
+    # Marr's Apprentice 2018): loss (1 - a) CTC + a T^2 KL, as asrcomp distill. The teacher is the
+    # input model as it was before pruning, or the model dir ``teacher`` (e.g. the chain's baseline)
     distill_alpha: float = 0.0
     distill_temperature: float = 2.0
+    teacher: str | None = None
     # the fine-tuning after sharing: "tied" (Deep Compression: the centroids learn, assignments
     # fixed) or "ste" (straight-through on latent weights that may change cluster: SteShareHooks)
     finetune_mode: str = "tied"
@@ -201,10 +203,12 @@ class PackConfig:
         elif not 0.0 <= self.distill_alpha <= 1.0 or self.distill_temperature <= 0:
             bad = (f"distill_alpha must be in [0, 1] and distill_temperature > 0, got {self.distill_alpha} and "
                    f"{self.distill_temperature}")
+        elif self.teacher is not None and self.distill_alpha == 0:
+            bad = f"teacher {self.teacher} is unused with distill_alpha 0"
         if bad:
             raise InputError(where, bad, fix="prune_schedule oneshot|agp (agp retrains: prune_epochs >= 1), "
                              "prune_ramp_epochs 1..prune_epochs, target_bytes > 0, allocation sensitivity or "
-                             "equal-step (with --quantizer uniform), distill_alpha 0..1")
+                             "equal-step (with --quantizer uniform), distill_alpha 0..1 (> 0 with a teacher)")
 
     def ramp_epochs(self) -> int:
         return self.prune_ramp_epochs if self.prune_ramp_epochs is not None else max(1, self.prune_epochs - 1)
@@ -324,7 +328,7 @@ def pack(src_dir, out_dir, pcfg: PackConfig, tcfg=None, train_dir=None, valid_di
     if missing and pcfg.target_bytes is None:
         raise InputError("--bits", f"no bits for {', '.join(missing)}", fix="add a default, e.g. 'default=5'")
     sparsity = {n: resolve(srules, n, 0.0) for n in names}
-    kd = _teacher(model, pcfg)
+    kd = _teacher(model, pcfg, lang_dir)
     training = pcfg.prune_epochs > 0 or pcfg.finetune_epochs > 0
     measuring = pcfg.target_bytes is not None and pcfg.allocation == "sensitivity"
     if training or measuring:
@@ -475,13 +479,25 @@ def _encode(state, names, bits, pcfg: PackConfig, meta: dict, src_dir: Path, his
     return data, head_bytes, header, stats
 
 
-def _teacher(model, pcfg: PackConfig) -> tuple[DistillLoss | None, dict]:
-    """The retraining's loss and its identity: CTC (``None, {}``), or distillation from a frozen
-    copy of ``model`` as it is now (the input, before pruning and sharing)."""
+def _teacher(model, pcfg: PackConfig, lang_dir) -> tuple[DistillLoss | None, dict]:
+    """The retraining's loss and its identity: CTC (``None, {}``), or distillation from the model dir
+    ``pcfg.teacher`` or else from a frozen copy of ``model`` as it is now (the input, before pruning
+    and sharing)."""
     if pcfg.distill_alpha == 0:
         return None, {}
-    loss = DistillLoss(copy.deepcopy(model), pcfg.distill_alpha, pcfg.distill_temperature)
-    return loss, {"distill_alpha": pcfg.distill_alpha, "distill_temperature": pcfg.distill_temperature}
+    ident = {"distill_alpha": pcfg.distill_alpha, "distill_temperature": pcfg.distill_temperature}
+    if pcfg.teacher is None:
+        teacher = copy.deepcopy(model)
+    else:
+        tdir = Path(pcfg.teacher)
+        if not (tdir / "model.yaml").is_file():
+            raise InputError("--teacher", f"{tdir} is not a model dir (no model.yaml)",
+                             fix="name a trained model dir, e.g. the chain's baseline exp/<config>/tdnn")
+        teacher, tmeta = load_model_dir(tdir)
+        if lang_dir is not None:
+            check_compatible(tdir, tmeta, model, Path(lang_dir))
+        ident.update(teacher=str(tdir), teacher_weights=state_digest(teacher))
+    return DistillLoss(teacher, pcfg.distill_alpha, pcfg.distill_temperature), ident
 
 
 def _prune_gradually(model, sparsity, pcfg: PackConfig, tcfg: TrainConfig, out_dir: Path, train_dir, valid_dir,
