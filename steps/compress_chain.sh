@@ -14,7 +14,8 @@
 #            CTC only (<dir>_ctc) and from scratch (<dir>_scratch)
 #   pack     steps/pack.sh           bits, bits_output, prune_sparsity, prune_epochs, finetune_epochs;
 #            prune_schedule (oneshot|agp), prune_initial_sparsity, prune_ramp_epochs, prune_every;
-#            target_bytes, bits_choices, sensitivity_batches (bit allocation); seed
+#            target_bytes, bits_choices, sensitivity_batches (bit allocation); seed; teacher (with
+#            distill_alpha: a model of <exp-dir> by name, e.g. tdnn, or a path)
 #   quant    steps/quantize.sh       bits (8|4|2|1: int8, int4, ternary, binary), keep, epochs (STE), lr;
 #            writes <prev>_q<bits>
 #   prune_channels  steps/prune_channels.sh  keep, l1, sparsity_epochs, epochs, lr, min_layer_keep: structured
@@ -95,6 +96,7 @@ for step in $(get_or chain "svd tt distill pack"); do
             --prune-ramp-epochs "$(get_or $c.prune_ramp_epochs '')" --prune-every "$(get_or $c.prune_every '')" \
             --target-bytes "$(get_or $c.target_bytes '')" --bits-choices "$(get_or $c.bits_choices '')" \
             --sensitivity-batches "$(get_or $c.sensitivity_batches '')" --seed "$(get_or $c.seed '')" \
+            --teacher "$(t=$(get_or $c.teacher ''); [[ -z $t || $t == */* ]] && echo "$t" || echo $exp/$t)" \
             --device $device $prev $out "${train_args[@]}"
         fi ;;
       quant)
