@@ -89,6 +89,8 @@ for step in $(get_or chain "svd tt distill pack"); do
         done ;;
       pack)
         if [ -f $out/model.yaml ]; then log "$out already packed"; else
+          teacher=$(get_or $c.teacher '')  # a model of the exp dir by name, or a path
+          [[ -z $teacher || $teacher == */* ]] || teacher=$exp/$teacher
           $steps/pack.sh --conf $conf --bits $(get_or $c.bits 5) --bits-output $(get_or $c.bits_output 4) \
             --prune-sparsity $(get_or $c.prune_sparsity 0.0) --prune-epochs $(get_or $c.prune_epochs 0) \
             --finetune-epochs $(get_or $c.finetune_epochs 0) --prune-schedule "$(get_or $c.prune_schedule '')" \
@@ -96,7 +98,7 @@ for step in $(get_or chain "svd tt distill pack"); do
             --prune-ramp-epochs "$(get_or $c.prune_ramp_epochs '')" --prune-every "$(get_or $c.prune_every '')" \
             --target-bytes "$(get_or $c.target_bytes '')" --bits-choices "$(get_or $c.bits_choices '')" \
             --sensitivity-batches "$(get_or $c.sensitivity_batches '')" --seed "$(get_or $c.seed '')" \
-            --teacher "$(t=$(get_or $c.teacher ''); [[ -z $t || $t == */* ]] && echo "$t" || echo $exp/$t)" \
+            --teacher "$teacher" \
             --device $device $prev $out "${train_args[@]}"
         fi ;;
       quant)

@@ -31,11 +31,12 @@ from asrcomp.compress.pack import ORIGINAL_OPTIONS, STE_RESERVE, PackConfig, bui
 from asrcomp.compress.pack_format import coded_bytes, read_packed
 from asrcomp.compress.prune import GradualMaskHooks, agp_plan, agp_sparsity, sparsity_of
 from asrcomp.compress.share import quantised_names
+from asrcomp.lang import load_lang
 from asrcomp.modeldir import load_model_dir, save_model_dir
 from asrcomp.nnet import build_model
 from asrcomp.utils import InputError
 
-from tiny_corpus import TINY_ARCH, make_tiny_corpus, tiny_cfg
+from tiny_corpus import ARCH, TINY_ARCH, make_random_model_dir, make_tiny_corpus, tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -379,7 +380,8 @@ def test_chain_passes_pack_options_through_pack_sh(tmp_path):
     conf = tmp_path / "conf.yaml"
     conf.write_text(yaml.safe_dump({"chain": ["pack"], "compress": {"base": "tdnn", "pack": {
         "bits": 4, "prune_sparsity": 0.5, "prune_epochs": 3, "prune_schedule": "agp", "prune_every": 7,
-        "target_bytes": 123456, "bits_choices": [2, 3, 4], "sensitivity_batches": 2, "seed": 3}}}))
+        "target_bytes": 123456, "bits_choices": [2, 3, 4], "sensitivity_batches": 2, "seed": 3,
+        "distill_alpha": 0.5, "teacher": "tdnn"}}}))
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
     r = subprocess.run([str(steps / "compress_chain.sh"), "--conf", str(conf), "--graph-dir", "g", "--decode-sets",
                         "d", "--stop-stage", "8", str(tmp_path / "exp"), "tr", "va", "la"],
@@ -390,6 +392,7 @@ def test_chain_passes_pack_options_through_pack_sh(tmp_path):
     assert flags.get("--prune-schedule") == "agp" and flags["--prune-every"] == "7"
     assert flags["--target-bytes"] == "123456" and flags["--bits-choices"] == "2 3 4"
     assert flags["--sensitivity-batches"] == "2" and flags["--seed"] == "3" and flags["--bits"] == "4"
+    assert flags["--teacher"] == str(tmp_path / "exp/tdnn")  # a bare name is a model of the exp dir
     assert "--prune-initial-sparsity" not in flags and "--prune-ramp-epochs" not in flags  # unset: defaults
     assert call[-5:] == [str(tmp_path / "exp/tdnn"), str(tmp_path / "exp/tdnn_pack"), "tr", "va", "la"]
 
@@ -467,9 +470,6 @@ def test_distill_alpha_fine_tunes_towards_the_input_model(corpus, tmp_path):
 def test_a_named_teacher_fine_tunes_towards_it(corpus, tmp_path):
     """--teacher DIR: the retraining learns that model's posteriors, not the input's, and the
     history names it and its weights; a teacher of another token set is refused before training."""
-    from tiny_corpus import ARCH, make_random_model_dir
-    from asrcomp.lang import load_lang
-
     torch.manual_seed(1)
     other = build_model(dict(ARCH, num_tokens=load_lang(corpus["lang"]).num_tokens))
     with torch.no_grad():
