@@ -20,6 +20,8 @@ from asrcomp.nnet.factorized import CpDense, LowRankLinear, TtDense, TuckerDense
 from asrcomp.train import TrainConfig
 from asrcomp.utils import InputError
 
+from conftest import QUICK_DECODE
+
 torch.manual_seed(0)
 
 
@@ -167,7 +169,7 @@ def test_factorised_model_dir_round_trips_and_decodes(quick_tdnn, quick_data, tm
     base, _ = load_model_dir(quick_tdnn)
     assert meta["num_params"] < sum(p.numel() for p in base.parameters())
     assert meta["flops_per_second"] == flops_per_second(model, 100.0)
-    res = decode(tt_dir, quick_data / "test", quick_data / "lang_bpe500_3gram")
+    res = decode(tt_dir, quick_data / "test", quick_data / "lang_bpe500_3gram", QUICK_DECODE)
     assert (res["tlg"]["dir"] / "wer").read_text().startswith("%WER")
 
 

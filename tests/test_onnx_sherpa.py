@@ -16,6 +16,8 @@ from asrcomp.onnx_export import decode_onnx, export_onnx, quantize  # noqa: E402
 from asrcomp.sherpa import decode_sherpa, run_sherpa, validate  # noqa: E402
 from asrcomp.utils import InputError  # noqa: E402
 
+from conftest import QUICK_DECODE, QUICK_MAX_ACTIVE  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def quick_onnx(quick_tdnn, tmp_path_factory):
@@ -25,9 +27,9 @@ def quick_onnx(quick_tdnn, tmp_path_factory):
 
 def test_sherpa_reproduces_asrcomp(quick_data, quick_tdnn, quick_onnx):
     graph, test = quick_data / "lang_bpe500_3gram", quick_data / "test"
-    torch_res = decode(quick_tdnn, test, graph)["tlg"]  # PyTorch, per-speaker CMVN
-    ort_res = decode_onnx(quick_onnx, test, graph)["tlg"]  # onnxruntime, global CMVN in the graph
-    sh = decode_sherpa(quick_onnx, test, graph)  # sherpa-onnx: its own fbank from the WAVs
+    torch_res = decode(quick_tdnn, test, graph, QUICK_DECODE)["tlg"]  # PyTorch, per-speaker CMVN
+    ort_res = decode_onnx(quick_onnx, test, graph, QUICK_DECODE)["tlg"]  # onnxruntime, global CMVN in the graph
+    sh = decode_sherpa(quick_onnx, test, graph, QUICK_MAX_ACTIVE)  # sherpa-onnx: its own fbank from the WAVs
     n = ort_res["wer"].words
     assert sh["wer"].words == n > 0
     # same model, same features, same search: sherpa-onnx within 0.2 absolute of onnxruntime + asrcomp's search
@@ -57,8 +59,8 @@ def test_sherpa_runs_int8(quick_data, quick_onnx, tmp_path):
     """sherpa-onnx runs the dynamic int8 model (MatMulInteger: the TDNN convs export as MatMuls) as onnxruntime does."""
     graph, test = quick_data / "lang_bpe500_3gram", quick_data / "test"
     q = quantize(quick_onnx, tmp_path / "int8")
-    ort8 = decode_onnx(q, test, graph)["tlg"]["wer"]
-    sh8 = decode_sherpa(q, test, graph)["wer"]
+    ort8 = decode_onnx(q, test, graph, QUICK_DECODE)["tlg"]["wer"]
+    sh8 = decode_sherpa(q, test, graph, QUICK_MAX_ACTIVE)["wer"]
     assert abs(sh8.wer - ort8.wer) <= 0.2, (sh8.kaldi_line(), ort8.kaldi_line())
 
 

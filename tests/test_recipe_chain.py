@@ -14,6 +14,8 @@ import yaml
 
 from asrcomp.modeldir import read_model_yaml
 
+from conftest import QUICK_MAX_ACTIVE
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,7 +36,7 @@ def test_compress_chain_runs_every_stage_and_tabulates(quick_data, quick_tdnn, t
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     cmd = [str(ROOT / "steps/compress_chain.sh"), "--conf", str(conf), "--graph-dir",
            str(quick_data / "lang_bpe500_3gram"), "--decode-sets", str(quick_data / "test"), "--nj", "1",
-           "--device", "cpu", str(exp), str(quick_data / "train"), str(quick_data / "dev"),
+           "--decode-opts", f"--max-active {QUICK_MAX_ACTIVE}", "--device", "cpu", str(exp), str(quick_data / "train"), str(quick_data / "dev"),
            str(quick_data / "lang_bpe500")]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -56,6 +58,7 @@ def test_svd_sweep_mode_writes_one_model_per_rank_and_a_plot(quick_data, quick_t
     out = tmp_path / "svd"
     cmd = [str(ROOT / "steps/compress_svd.sh"), "--ranks", "8,16", "--epochs", "0", "--graph-dir",
            str(quick_data / "lang_bpe500_3gram"), "--decode-sets", str(quick_data / "test"), "--nj", "1",
+           "--decode-opts", f"--max-active {QUICK_MAX_ACTIVE}",
            str(quick_tdnn), str(out), str(quick_data / "train"), str(quick_data / "dev"),
            str(quick_data / "lang_bpe500")]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -78,13 +81,13 @@ def test_decode_sh_skips_a_decode_only_when_done_with_the_same_options(quick_dat
 
     def decode(*opts):
         cmd = [str(ROOT / "steps/decode.sh"), "--nj", "1", "--graph-dir", str(quick_data / "lang_bpe500_3gram"),
-               *opts, str(model), str(quick_data / "test")]
+               "--max-active", str(QUICK_MAX_ACTIVE), *opts, str(model), str(quick_data / "test")]
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         return r.stdout, (tlg / "wer").stat().st_mtime_ns
 
     out, first = decode("--skip-done", "true", "--blank-penalty", "1.0")
-    assert (tlg / "decode_opts").read_text().split() == ["beam=16", "max_active=7000", "acoustic_scale=1.0",
+    assert (tlg / "decode_opts").read_text().split() == ["beam=16", f"max_active={QUICK_MAX_ACTIVE}", "acoustic_scale=1.0",
                                                           "blank_penalty=1.0"]
     out, again = decode("--skip-done", "true", "--blank-penalty", "1.0")
     assert "already decoded" in out and again == first

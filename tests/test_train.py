@@ -19,6 +19,8 @@ import torch
 from asrcomp.train import TrainConfig, autocast_dtype, make_batches, param_checksum, train
 from asrcomp.utils import InputError
 
+from conftest import QUICK_DECODE
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TDNN = {"type": "tdnn", "hidden_dim": 64, "contexts": [[-2, -1, 0, 1, 2], [-1, 0, 1], [-1, 0, 1]],
              "subsample_at": 1, "subsampling_factor": 3}
@@ -156,10 +158,10 @@ def test_trained_model_decodes_in_jobs(trained, quick_data):
     from asrcomp.score import read_text
 
     graph = quick_data / "lang_bpe500_3gram"
-    one = decode(trained, quick_data / "test", graph)
+    one = decode(trained, quick_data / "test", graph, QUICK_DECODE)
     hyp1 = {k: read_text(r["dir"] / "hyp.txt", allow_empty=True) for k, r in one.items()}
     for j in (1, 2):
-        decode_job(trained, quick_data / "test", graph, j, 2)
+        decode_job(trained, quick_data / "test", graph, j, 2, QUICK_DECODE)
     two = merge_and_score(trained, quick_data / "test", graph, 2)
     assert {k: read_text(r["dir"] / "hyp.txt", allow_empty=True) for k, r in two.items()} == hyp1
     for r in two.values():
@@ -202,7 +204,7 @@ def test_compare_table_reports_the_decodes(trained, quick_data):
     from asrcomp.decode_dir import decode
     from asrcomp.nnet import count_params
 
-    res = decode(trained, quick_data / "test", quick_data / "lang_bpe500_3gram")
+    res = decode(trained, quick_data / "test", quick_data / "lang_bpe500_3gram", QUICK_DECODE)
     table = compare_table([trained], ["test"])
     head, rule, row = table.strip().splitlines()
     cells = [c.strip() for c in row.strip("|").split("|")]
