@@ -4,9 +4,9 @@
         data/default/test data/default/lang_phone_3gram --beams 8,10,12,14,16 [--max-active 7000,1000]
 
 Runs each export's network once per utterance (onnxruntime, one thread, batch 1; timed), then
-searches the cached log-posteriors at every beam (and every ``--max-active`` cap and
-``--acoustic-scales`` factor, on top of what the exports baked in), the models interleaved beam by beam so that a drift in the
-machine's speed hits them alike. Prints one line per export, scale and beam: the Kaldi
+searches the cached log-posteriors at every beam, ``--max-active`` cap and ``--acoustic-scales``
+factor (on top of what the exports baked in), the models interleaved setting by setting so that a
+drift in the machine's speed hits them alike. Prints one line per export and setting: the Kaldi
 %WER line, network and search seconds and the RTF (network + search over audio seconds, as
 ``asrcomp decode-onnx``). A factorised model whose posteriors are flatter keeps more tokens in
 the beam; this shows whether a narrower beam buys its speed back at the baseline's WER.

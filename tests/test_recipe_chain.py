@@ -36,8 +36,8 @@ def test_compress_chain_runs_every_stage_and_tabulates(quick_data, quick_tdnn, t
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     cmd = [str(ROOT / "steps/compress_chain.sh"), "--conf", str(conf), "--graph-dir",
            str(quick_data / "lang_bpe500_3gram"), "--decode-sets", str(quick_data / "test"), "--nj", "1",
-           "--decode-opts", f"--max-active {QUICK_MAX_ACTIVE}", "--device", "cpu", str(exp), str(quick_data / "train"), str(quick_data / "dev"),
-           str(quick_data / "lang_bpe500")]
+           "--decode-opts", f"--max-active {QUICK_MAX_ACTIVE}", "--device", "cpu", str(exp),
+           str(quick_data / "train"), str(quick_data / "dev"), str(quick_data / "lang_bpe500")]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     chain = ["tdnn_svd", "tdnn_svd_tt", "tdnn_svd_tt_distill", "tdnn_svd_tt_distill_pack"]
@@ -87,8 +87,8 @@ def test_decode_sh_skips_a_decode_only_when_done_with_the_same_options(quick_dat
         return r.stdout, (tlg / "wer").stat().st_mtime_ns
 
     out, first = decode("--skip-done", "true", "--blank-penalty", "1.0")
-    assert (tlg / "decode_opts").read_text().split() == ["beam=16", f"max_active={QUICK_MAX_ACTIVE}", "acoustic_scale=1.0",
-                                                          "blank_penalty=1.0"]
+    assert (tlg / "decode_opts").read_text().split() == ["beam=16", f"max_active={QUICK_MAX_ACTIVE}",
+                                                          "acoustic_scale=1.0", "blank_penalty=1.0"]
     out, again = decode("--skip-done", "true", "--blank-penalty", "1.0")
     assert "already decoded" in out and again == first
     out, changed = decode("--skip-done", "true", "--blank-penalty", "3.0")
