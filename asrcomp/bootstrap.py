@@ -8,6 +8,8 @@ reproducible):
 - :func:`bootstrap_interval`: the 95 % percentile interval of the replicate WERs
   (Kaldi prints mean +- 1.96 standard deviations instead; the percentile interval
   needs no normality and is never wider than the data allow, e.g. below 0);
+- :func:`ratio_interval`: the same interval for any ratio of per-utterance sums (decode
+  time of one model over another's, ``bench/paired_rtf.py``);
 - :func:`prob_worse`: the *paired* bootstrap -- both systems are scored on the same
   resampled utterances -- probability that system B's WER is above system A's
   (Bisani & Ney's "probability of improvement", seen from the other side). Ties count
@@ -117,7 +119,7 @@ def _replicate_sums(values: list[np.ndarray], n_boot: int, seed: int) -> list[np
     of n indices with replacement -- the same resamples for every array (a paired bootstrap)."""
     n = len(values[0])
     rng = np.random.default_rng(seed)
-    out = [np.empty(n_boot, dtype=np.int64) for _ in values]
+    out = [np.empty(n_boot, dtype=v.dtype) for v in values]
     step = max(1, _CHUNK // max(n, 1))
     for b0 in range(0, n_boot, step):
         b1 = min(n_boot, b0 + step)
@@ -143,6 +145,19 @@ def bootstrap_interval(errors, words, n_boot: int = N_BOOT, seed: int = SEED,
     lo, hi = np.quantile(reps, [a, 1 - a])
     return BootCI(100.0 * float(e.sum()) / max(int(w.sum()), 1), float(lo), float(hi), float(reps.mean()),
                   n_boot, len(units[0]), seed, confidence, "utterances" if clusters is None else "speakers")
+
+
+def ratio_interval(num, den, n_boot: int = N_BOOT, seed: int = SEED,
+                   confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``sum(num) / sum(den)`` over resampled utterances
+    (``num``, ``den``: ``(N,)`` per-utterance values, e.g. two models' decode seconds)."""
+    n, d = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    if len(n) == 0 or len(n) != len(d):
+        raise ValueError(f"need equally many numerators and denominators, at least one ({len(n)}, {len(d)})")
+    sn, sd = _replicate_sums([n, d], n_boot, seed)
+    a = (1 - confidence) / 2
+    lo, hi = np.quantile(sn / sd, [a, 1 - a])
+    return float(lo), float(hi)
 
 
 def prob_worse(errors_a, words_a, errors_b, words_b, n_boot: int = N_BOOT, seed: int = SEED,

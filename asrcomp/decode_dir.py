@@ -67,7 +67,7 @@ def decode_job(model_dir: str | os.PathLike, data_dir: str | os.PathLike, graph_
         decoder = TlgDecoder(graph_dir, opts)
     id2tok = {i: t for t, i in read_symbol_table(model_dir / "tokens.txt").items()}
     token_type = cfg["tokens"]["token_type"]
-    durations = _durations(data_dir, cfg)
+    durations = read_durations(data_dir)
     hyps: dict[str, dict[str, str]] = {k: {} for k in outs}
     secs = {"nnet": 0.0, "search": 0.0, "audio": 0.0}
     for utt, x in iter_cut_features(data_dir, job, nj):  # lazily, from the data dir's lhotse manifest
@@ -135,7 +135,8 @@ def decode(model_dir, data_dir, graph_dir, opts: DecodeOptions | None = None) ->
     return merge_and_score(model_dir, data_dir, graph_dir, 1)
 
 
-def _durations(data_dir: Path, cfg: dict) -> dict[str, float]:
+def read_durations(data_dir: str | os.PathLike) -> dict[str, float]:
+    """``{utt: seconds}`` from the data dir's ``utt2dur``; empty when it has none."""
     p = Path(data_dir) / "utt2dur"
     return {u: float(v) for u, v in read_table(p).items()} if p.is_file() else {}
 

@@ -71,7 +71,7 @@ from torch import nn
 from asrcomp.compress.pack import unpack
 from asrcomp.datadir import read_data_dir, read_table, write_table
 from asrcomp.decode import DecodeOptions, TlgDecoder, ctc_greedy, tokens_to_words
-from asrcomp.decode_dir import _durations, check_features_match, decode_dirs, merge_and_score
+from asrcomp.decode_dir import check_features_match, decode_dirs, merge_and_score, read_durations
 from asrcomp.lang import read_symbol_table
 from asrcomp.modeldir import _plain, check_token_set, load_model_dir, read_model_yaml
 from asrcomp.nnet.factorized import FactorizedDense, LowRankConv1d, TtDense, TuckerDense, set_module
@@ -820,7 +820,7 @@ def onnx_posteriors(onnx_dir: str | os.PathLike, data_dir: str | os.PathLike, th
     sess = _session(onnx_dir / ONNX_NAME, threads)
     data = read_data_dir(data_dir, need_features=True)
     feats = kaldiio.load_scp(str(data.path / "feats.scp"))
-    durations = _durations(data_dir, cfg)
+    durations = read_durations(data_dir)
     sess.run(None, {"x": np.zeros((1, 30, cfg["arch"]["feat_dim"]), np.float32), "x_lens": np.array([30])})
     for utt in data.utts:
         x = np.asarray(feats[utt], dtype=np.float32)

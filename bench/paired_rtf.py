@@ -25,20 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asrcomp.bootstrap import ratio_interval
 from asrcomp.dataset import iter_cut_features
-from asrcomp.datadir import read_table
 from asrcomp.decode import DecodeOptions, TlgDecoder
-from asrcomp.decode_dir import check_features_match, log_probs_of
+from asrcomp.decode_dir import check_features_match, log_probs_of, read_durations
 from asrcomp.modeldir import check_token_set, load_model_dir
 from asrcomp.score import compute_wer, read_text
-
-
-def ratio_interval(num: np.ndarray, den: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile interval of ``sum(num) / sum(den)`` over resampled utterances; ``(N,)`` each."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(num), size=(n_boot, len(num)))
-    ratios = num[idx].sum(axis=1) / den[idx].sum(axis=1)
-    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
 
 
 def main() -> None:
@@ -68,7 +60,7 @@ def main() -> None:
     utts = list(iter_cut_features(data, 1, 1))
     if a.max_utts:
         utts = utts[: a.max_utts]
-    dur = {u: float(v) for u, v in read_table(data / "utt2dur").items()} if (data / "utt2dur").is_file() else {}
+    dur = read_durations(data)
     audio = sum(dur.get(u, len(x) / 100) for u, x in utts)
     k, n = len(models), len(utts)
     net, search = np.zeros((a.rounds, k, n)), np.zeros((a.rounds, k, n))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from asrcomp.bootstrap import (bootstrap_interval, compare_decodes, prob_worse, read_utt_stats,
+from asrcomp.bootstrap import (bootstrap_interval, compare_decodes, prob_worse, ratio_interval, read_utt_stats,
                                speaker_clusters, write_bootci)
 from asrcomp.score import write_scoring
 from asrcomp.utils import InputError
@@ -48,6 +48,26 @@ def test_interval_is_seeded_and_degenerate_sets_are_exact():
     assert (ci.lo, ci.wer, ci.hi) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError):
         bootstrap_interval([], [])
+
+
+def test_ratio_interval_of_decode_times():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.1, 2.0, size=500)  # seconds per utterance, one model
+    # exactly 0.9 of the time on every utterance: no spread whatever is drawn
+    assert ratio_interval(0.9 * base, base) == pytest.approx((0.9, 0.9))
+    # 0.9 on average with per-utterance noise: an interval around it, below 1, narrowing with n
+    noisy = 0.9 * base * rng.uniform(0.7, 1.3, size=500)
+    lo, hi = ratio_interval(noisy, base)
+    assert lo < noisy.sum() / base.sum() < hi < 1.0
+    lo4, hi4 = ratio_interval(np.tile(noisy, 4), np.tile(base, 4))
+    assert hi4 - lo4 == pytest.approx((hi - lo) / 2, rel=0.25)
+    assert ratio_interval(noisy, base) == (lo, hi)  # seeded
+    # WER's interval is this ratio of sums, times 100
+    e, w = _test_set(300)
+    ci = bootstrap_interval(e, w)
+    assert 100 * np.array(ratio_interval(e, w)) == pytest.approx((ci.lo, ci.hi))
+    with pytest.raises(ValueError, match="equally many"):
+        ratio_interval([1.0, 2.0], [1.0])
 
 
 def test_paired_probability():
